@@ -1,0 +1,125 @@
+"""Probe protocol and registry.
+
+A probe is one module in this package that decorates a class with `@probe(...)`. Importing
+this package imports every public module in it (pkgutil), so adding a probe is adding one
+file; modules whose name starts with "_" (private OS backends) are left to their probe.
+
+A probe class is constructed as `cls(options, paths)`: `options` is an instance of the
+config dataclass given to `@probe` (filled from `[probes.<name>]`), `paths` a `HostPaths`.
+It must have `collect() -> Iterable[Record]`, called from a worker thread, never concurrently
+with itself. Optional: `validate()` (raise ValueError on bad options; run at start-up),
+`start()` / `stop()` for probes holding resources.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from warden.v1 import records_pb2
+
+__all__ = ["HostPaths", "NoOptions", "Probe", "ProbeSpec", "option", "probe", "registered"]
+
+# Keys the agent owns in every [probes.<name>] table; a probe option may not reuse them.
+RESERVED_KEYS = frozenset({"enabled", "interval_seconds"})
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def option(default: Any, doc: str, **bounds: float) -> Any:
+    """A config dataclass field: its default, one-line doc and optional bounds (gt, ge, lt, le).
+
+    The doc and default end up in agent.example.toml; the bounds are checked at start-up.
+    """
+    return field(default=default, metadata={"doc": doc, **bounds})
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    """Where the host's filesystems are, so an agent in a container (or a test) can look elsewhere."""
+
+    proc_root: Path = option(Path("/proc"), "Mount point of the host's procfs.")
+    sys_root: Path = option(Path("/sys"), "Mount point of the host's sysfs.")
+    rootfs: Path = option(Path("/"), "The host's root filesystem (os-release, mount points).")
+
+    def host_path(self, path: str | Path) -> Path:
+        """An absolute host path (e.g. a mount point) as seen from this process."""
+        return self.rootfs / Path(path).relative_to("/")
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Options of a probe that has none besides `enabled` and `interval_seconds`."""
+
+
+@runtime_checkable
+class Probe(Protocol):
+    def collect(self) -> Iterable[records_pb2.Record]: ...
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    name: str
+    cls: Callable[[Any, HostPaths], Probe]
+    config: type
+    default_interval_seconds: float
+    default_enabled: bool
+    doc: str  # first line of the class docstring; heads the probe's block in agent.example.toml
+
+
+_registry: dict[str, ProbeSpec] = {}
+
+T = TypeVar("T", bound=type)
+
+
+def probe(
+    name: str, default_interval_seconds: float, config: type = NoOptions, default_enabled: bool = True
+) -> Callable[[T], T]:
+    """Register the decorated class as probe `name` (`[probes.<name>]` in the config)."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"probe name {name!r} must match {_NAME.pattern}")
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"probe {name!r}: config must be a dataclass type")
+    clash = RESERVED_KEYS & {f.name for f in dataclasses.fields(config)}
+    if clash:
+        raise ValueError(f"probe {name!r}: option(s) {sorted(clash)} are reserved")
+    undocumented = [f.name for f in dataclasses.fields(config) if not f.metadata.get("doc")]
+    if undocumented:
+        # The docs of agent.example.toml come from here; an option without one is a bug.
+        raise ValueError(f"probe {name!r}: option(s) {undocumented} lack metadata {{'doc': ...}}")
+
+    def register(cls: T) -> T:
+        if name in _registry:
+            raise ValueError(f"probe {name!r} registered twice ({_registry[name].cls} and {cls})")
+        doc = (cls.__doc__ or "").strip().splitlines()
+        _registry[name] = ProbeSpec(
+            name=name,
+            cls=cls,
+            config=config,
+            default_interval_seconds=float(default_interval_seconds),
+            default_enabled=default_enabled,
+            doc=doc[0] if doc else "",
+        )
+        return cls
+
+    return register
+
+
+def registered() -> dict[str, ProbeSpec]:
+    """All registered probes by name, in name order."""
+    return dict(sorted(_registry.items()))
+
+
+def _import_probe_modules() -> None:
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+_import_probe_modules()

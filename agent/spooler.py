@@ -1,0 +1,55 @@
+"""The spool on a thread of its own: SQLite commits (fsync) never stall the event loop,
+and one thread owning the connection keeps SQLite's threading rules simple."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from warden.agent.spool import Spool
+
+T = TypeVar("T")
+
+
+class AsyncSpool:
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="warden-spool")
+        self._spool: Spool = self._thread.submit(Spool, path, max_bytes).result()
+        self.spool_id: str = self._spool.spool_id
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_append(self, listener: Callable[[], None]) -> None:
+        """Called (on the loop) after every append, e.g. to wake the sender."""
+        self._listeners.append(listener)
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def append(self, payloads: list[bytes]) -> int:
+        last = await self._call(self._spool.append, payloads)
+        for listener in self._listeners:
+            listener()
+        return last
+
+    def append_blocking(self, payloads: list[bytes]) -> int:
+        """For callers outside the loop (tests, tools)."""
+        return self._thread.submit(self._spool.append, payloads).result()
+
+    async def peek(self, after_seq: int, max_records: int, max_bytes: int) -> list[tuple[int, bytes]]:
+        return await self._call(self._spool.peek, after_seq, max_records, max_bytes)
+
+    async def ack(self, upto_seq: int) -> None:
+        await self._call(self._spool.ack, upto_seq)
+
+    async def drop(self, seqs: list[int]) -> None:
+        await self._call(self._spool.drop, seqs)
+
+    async def stats(self) -> dict[str, int]:
+        return await self._call(self._spool.stats)
+
+    def close(self) -> None:
+        self._thread.submit(self._spool.close).result()
+        self._thread.shutdown(wait=True)

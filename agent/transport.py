@@ -1,0 +1,234 @@
+"""The Report stream: spool -> collector, acks -> spool.
+
+Records leave the spool only when the collector acknowledges them as durably committed,
+so any crash on either side resends at most the unacknowledged tail, which the collector
+deduplicates by (host, spool_id, sequence). Reconnects back off with full jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from warden.agent import identity as ident
+from warden.agent.backoff import Backoff
+from warden.agent.config import TransportSection
+from warden.agent.spooler import AsyncSpool
+from warden.v1 import collector_pb2, collector_pb2_grpc, records_pb2
+
+log = logging.getLogger(__name__)
+
+# Room left in a message for the Batch envelope around the records.
+_ENVELOPE_BYTES = 1024
+RENEW_RETRY_SECONDS = 300.0
+CONNECT_TIMEOUT_SECONDS = 15.0
+
+
+@dataclass
+class TransportStats:
+    connected: bool = False
+    sessions: int = 0
+    batches_sent: int = 0
+    records_acked: int = 0
+    refused_records: int = 0
+    renewals: int = 0
+    last_error: str = ""
+    last_ack_seq: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class Transport:
+    def __init__(self, state_dir: Path, spool: AsyncSpool, settings: TransportSection,
+                 agent_version: str) -> None:
+        self._state_dir, self._spool, self._settings = state_dir, spool, settings
+        self._agent_version = agent_version
+        self._backoff = Backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds)
+        self._new_data = asyncio.Event()
+        self.stats = TransportStats()
+        self._renew_not_before = 0.0  # monotonic; after a failed renewal, wait before retrying
+        spool.on_append(self._new_data.set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep a session open until `stop` is set."""
+        while not stop.is_set():
+            session = asyncio.create_task(self._session())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not session.done():
+                session.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await session
+                return
+            delay = self._after_session(session)
+            self.stats.connected = False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+    def _after_session(self, session: asyncio.Task[None]) -> float:
+        """Log how the session ended and choose the delay before the next one."""
+        exc = session.exception()
+        if exc is None:
+            return self._backoff.next()
+        if isinstance(exc, grpc.aio.AioRpcError):
+            code = exc.code().name
+            text = f"{code}: {exc.details()}"
+        else:
+            code, text = type(exc).__name__, str(exc) or type(exc).__name__
+        self.stats.errors[code] = self.stats.errors.get(code, 0) + 1
+        self.stats.last_error = text
+        delay = self._backoff.next()
+        log.warning("collector session ended (%s); reconnecting in %.1fs", text, delay)
+        return delay
+
+    async def _session(self) -> None:
+        s = self._settings
+        identity = ident.load(self._state_dir)
+        if self._renewal_wanted(identity):
+            identity = await self._renew(identity)
+        ca, key, cert = ident.credentials(self._state_dir)
+        creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+        options = [
+            ("grpc.max_send_message_length", s.batch_max_bytes + _ENVELOPE_BYTES),
+            ("grpc.keepalive_time_ms", int(max(s.heartbeat_seconds, 10) * 1000)),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+        async with grpc.aio.secure_channel(identity.report_target, creds, options=options) as channel:
+            call = collector_pb2_grpc.CollectorStub(channel).Report()
+            await call.write(collector_pb2.ReportRequest(hello=collector_pb2.Hello(
+                spool_id=self._spool.spool_id, agent_version=self._agent_version,
+                hostname=socket.gethostname())))
+            first = await asyncio.wait_for(call.read(), CONNECT_TIMEOUT_SECONDS)
+            if first is grpc.aio.EOF or first.WhichOneof("msg") != "welcome":
+                raise ConnectionError("collector did not answer Hello with Welcome")
+            welcome = first.welcome
+            await self._spool.ack(welcome.committed_seq)
+            self.stats.last_ack_seq = welcome.committed_seq
+            self.stats.connected = True
+            self.stats.sessions += 1
+            self._backoff.reset()
+            log.info("connected to %s as %s (committed seq %d)", identity.report_target,
+                     welcome.host_id, welcome.committed_seq)
+            try:
+                await self._pump(call, welcome, identity)
+            except grpc.aio.AioRpcError as exc:
+                await self._set_aside_refused(exc)
+                raise
+
+    async def _pump(self, call: grpc.aio.StreamStreamCall, welcome: collector_pb2.Welcome,
+                    identity: ident.Identity) -> None:
+        inflight: deque[int] = deque()
+        acked = asyncio.Event()
+        heartbeat = welcome.heartbeat_seconds or self._settings.heartbeat_seconds
+
+        async def receive() -> None:
+            while True:
+                resp = await call.read()
+                if resp is grpc.aio.EOF:
+                    raise ConnectionError("collector closed the stream")
+                if resp.WhichOneof("msg") == "ack":
+                    seq = resp.ack.committed_seq
+                    await self._spool.ack(seq)
+                    while inflight and inflight[0] <= seq:
+                        inflight.popleft()
+                    self.stats.records_acked += max(0, seq - self.stats.last_ack_seq)
+                    self.stats.last_ack_seq = max(seq, self.stats.last_ack_seq)
+                    acked.set()
+
+        async def send() -> None:
+            limits = welcome.limits
+            max_records = min(self._settings.batch_max_records, limits.max_records_per_batch or 1 << 30)
+            max_bytes = min(self._settings.batch_max_bytes,
+                            (limits.max_message_bytes or 1 << 30) - _ENVELOPE_BYTES)
+            sent_upto = welcome.committed_seq
+            last_sent_at = time.monotonic()
+            while True:
+                if self._renewal_wanted(identity):
+                    return  # end the session cleanly; the next one renews first
+                while len(inflight) >= self._settings.max_inflight_batches:
+                    acked.clear()
+                    await acked.wait()
+                self._new_data.clear()
+                rows = await self._spool.peek(sent_upto, max_records, max_bytes)
+                rows = _contiguous(rows)
+                if rows:
+                    if len(rows[0][1]) > max_bytes:  # one record larger than the collector accepts
+                        await self._spool.drop([rows[0][0]])
+                        self.stats.refused_records += 1
+                        log.error("dropped record seq %d: %d bytes exceeds the message limit",
+                                  rows[0][0], len(rows[0][1]))
+                        sent_upto = rows[0][0]
+                        continue
+                    batch = collector_pb2.Batch(first_seq=rows[0][0], last_seq=rows[-1][0])
+                    for _, payload in rows:
+                        batch.records.append(records_pb2.Record.FromString(payload))
+                    await call.write(collector_pb2.ReportRequest(batch=batch))
+                    inflight.append(batch.last_seq)
+                    sent_upto = batch.last_seq
+                    self.stats.batches_sent += 1
+                    last_sent_at = time.monotonic()
+                    continue
+                wait = heartbeat - (time.monotonic() - last_sent_at)
+                if wait <= 0:
+                    await call.write(collector_pb2.ReportRequest(
+                        heartbeat=collector_pb2.Heartbeat(time_unix_nano=time.time_ns())))
+                    last_sent_at = time.monotonic()
+                    continue
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._new_data.wait(), wait)
+
+        tasks = [asyncio.create_task(receive()), asyncio.create_task(send())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                t.result()
+        finally:
+            for t in tasks:
+                t.cancel()
+            call.cancel()
+
+    async def _set_aside_refused(self, exc: grpc.aio.AioRpcError) -> None:
+        """A batch the collector refused as malformed would be refused forever: set it aside
+        (counted in the spool's rejected_total) so the rest can flow."""
+        for key, value in exc.trailing_metadata() or ():
+            if key == "warden-refused-seqs":
+                first, _, last = str(value).partition("-")
+                seqs = list(range(int(first), int(last) + 1))
+                await self._spool.drop(seqs)
+                self.stats.refused_records += len(seqs)
+                log.error("collector refused records %s-%s (%s); set aside", first, last, exc.details())
+
+    def _renewal_wanted(self, identity: ident.Identity) -> bool:
+        return (identity.renewal_due(self._settings.renew_before_fraction)
+                and time.monotonic() >= self._renew_not_before)
+
+    async def _renew(self, identity: ident.Identity) -> ident.Identity:
+        from warden.agent.enroll import renew  # cryptography only while renewing
+
+        try:
+            renewed = await asyncio.to_thread(renew, self._state_dir, identity)
+        except Exception as exc:  # keep going on the current certificate; retry next session
+            log.error("certificate renewal failed: %s", exc)
+            self._renew_not_before = time.monotonic() + RENEW_RETRY_SECONDS
+            self.stats.last_error = f"renewal failed: {exc}"
+            return identity
+        self.stats.renewals += 1
+        log.info("renewed certificate; valid until %s", time.ctime(renewed.cert_not_after))
+        return renewed
+
+
+def _contiguous(rows: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """The leading run of consecutive sequences (a batch is a contiguous range)."""
+    for i in range(1, len(rows)):
+        if rows[i][0] != rows[i - 1][0] + 1:
+            return rows[:i]
+    return rows

@@ -1,0 +1,163 @@
+"""`warden-collector`: serve, issue enrollment tokens, list and revoke hosts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from warden.collector.config import CollectorConfig, ConfigError, default_config_path, load_config
+
+
+def _config(args: argparse.Namespace) -> CollectorConfig:
+    return load_config(args.config or default_config_path())
+
+
+def _when(ns: int | None) -> str:
+    if not ns:
+        return "-"
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from warden.collector.server import serve
+
+    cfg = _config(args)
+    logging.basicConfig(level=cfg.collector.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(cfg))
+    return 0
+
+
+def _open(cfg: CollectorConfig):  # noqa: ANN202 - returns (pki, store)
+    from warden.collector.pki import CollectorPKI
+    from warden.collector.store.sqlite import SqliteStore
+
+    cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pki = CollectorPKI.load_or_create(cfg.tls_dir, list(cfg.tls.sans),
+                                      server_cert_days=cfg.tls.server_cert_days)
+    return pki, SqliteStore(cfg.db_path)
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from warden.collector import tokens
+
+    cfg = _config(args)
+    ttl = tokens.parse_ttl(args.ttl)
+    labels = tokens.parse_labels(args.labels)
+    pki, store = _open(cfg)
+    try:
+        tok = tokens.new_token(pki.enroll_pin)
+        now = time.time_ns()
+        store.add_token(tok.token_id, tok.secret_hash, labels, now, now + ttl * 10**9)
+    finally:
+        store.close()
+    if args.quiet:
+        print(tok.token)
+        return 0
+    port = cfg.collector.enroll_listen.rpartition(":")[2]
+    print(f"token:   {tok.token}")
+    print(f"expires: {_when(now + ttl * 10**9)} (single use)")
+    if labels:
+        print(f"labels:  {json.dumps(labels)}")
+    print(f"enroll:  warden-agent enroll --collector {cfg.tls.sans[0]}:{port} --token {tok.token}")
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    _, store = _open(_config(args))
+    try:
+        now = time.time_ns()
+        print(f"{'TOKEN ID':14} {'STATE':8} {'EXPIRES':21} {'USED BY':24} LABELS")
+        for t in store.list_tokens():
+            state = "used" if t.used_ns else ("expired" if t.expires_ns <= now else "valid")
+            print(f"{t.token_id:14} {state:8} {_when(t.expires_ns):21} {t.used_by or '-':24} "
+                  f"{json.dumps(t.labels) if t.labels else '-'}")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_host_list(args: argparse.Namespace) -> int:
+    _, store = _open(_config(args))
+    try:
+        print(f"{'HOST':28} {'STATE':8} {'LAST SEEN':21} {'AGENT':10} {'OS':30} LABELS")
+        for h in store.list_hosts():
+            print(f"{h.host_id:28} {'revoked' if h.revoked else 'active':8} {_when(h.last_seen_ns):21} "
+                  f"{h.agent_version or '-':10} {h.os or '-':30} {json.dumps(h.labels) if h.labels else '-'}")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_host_revoke(args: argparse.Namespace) -> int:
+    _, store = _open(_config(args))
+    try:
+        n = store.revoke_host(args.host, time.time_ns())
+    except KeyError:
+        print(f"warden-collector: unknown host {args.host!r} (see: warden-collector host list)",
+              file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(f"revoked {n} certificate(s) of {args.host}; a running collector closes its streams now")
+    return 0
+
+
+def cmd_config_example(args: argparse.Namespace) -> int:
+    from warden.collector.config import render_example
+
+    print(render_example())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="warden-collector", description=__doc__)
+    p.add_argument("--config", type=Path, help="TOML config file (default: $WARDEN_COLLECTOR_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the collector in the foreground")
+    s.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_serve)
+
+    tok = sub.add_parser("token", help="enrollment tokens").add_subparsers(dest="token_cmd", required=True)
+    t = tok.add_parser("create", help="issue a single-use, expiring enrollment token")
+    t.add_argument("--ttl", default="24h", help="lifetime, e.g. 90s, 15m, 24h, 7d (default 24h)")
+    t.add_argument("--labels", default="", help="labels for the enrolling host, e.g. room=A,rack=3")
+    t.add_argument("--quiet", "-q", action="store_true", help="print only the token")
+    t.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    t.set_defaults(func=cmd_token_create)
+    t = tok.add_parser("list", help="list tokens (secrets are never shown again)")
+    t.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    t.set_defaults(func=cmd_token_list)
+
+    host = sub.add_parser("host", help="enrolled hosts").add_subparsers(dest="host_cmd", required=True)
+    h = host.add_parser("list", help="list hosts")
+    h.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    h.set_defaults(func=cmd_host_list)
+    h = host.add_parser("revoke", help="revoke a host's certificates; its agent is refused at once")
+    h.add_argument("host")
+    h.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    h.set_defaults(func=cmd_host_revoke)
+
+    c = sub.add_parser("config", help="configuration").add_subparsers(dest="config_cmd", required=True)
+    c.add_parser("example", help="print every option with its default").set_defaults(func=cmd_config_example)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError) as exc:
+        print(f"warden-collector: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Collector configuration (TOML). Every option, its default and its meaning is here;
+`warden-collector config example` prints them as a commented TOML file.
+
+Durations are strings such as "90s", "15m", "24h", "14d".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from warden.collector.tokens import parse_ttl
+from warden.collector.translate import Limits
+
+
+class ConfigError(ValueError):
+    pass
+
+
+_LIMITS = Limits()
+
+
+def _doc(default: Any, doc: str) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class CollectorSection:
+    data_dir: str = _doc("/var/lib/warden-collector", "Database, TLS material and state live here.")
+    enroll_listen: str = _doc("0.0.0.0:4510", "Enrollment port (server-only TLS, token + CSR).")
+    report_listen: str = _doc("0.0.0.0:4511", "Report port (mutual TLS: agents' client certificates).")
+    http_listen: str = _doc("127.0.0.1:4512", "HTTP API, health and /metrics; empty to disable.")
+    heartbeat: str = _doc("15s", "Heartbeat interval asked of agents.")
+    log_level: str = _doc("info", "debug, info, warning or error.")
+
+
+@dataclass(frozen=True)
+class TlsSection:
+    sans: list[str] = _doc(["localhost", "127.0.0.1"],
+                           "Names and addresses agents use to reach the collector (certificate SANs).")
+    client_cert_lifetime: str = _doc("30d", "Lifetime of agents' certificates; agents renew before expiry.")
+    server_cert_days: int = _doc(397, "Lifetime of the collector's server certificate, in days.")
+
+
+@dataclass(frozen=True)
+class LimitsSection:
+    max_message_bytes: int = _doc(_LIMITS.max_message_bytes, "Largest gRPC message accepted.")
+    max_records_per_batch: int = _doc(_LIMITS.max_records_per_batch, "Most records in one batch.")
+    max_name_bytes: int = _doc(_LIMITS.max_name_bytes, "Longest metric name, event kind or label key.")
+    max_label_value_bytes: int = _doc(_LIMITS.max_label_value_bytes, "Longest label or field value.")
+    max_labels: int = _doc(_LIMITS.max_labels, "Most labels per metric / fields per event.")
+    max_raw_bytes: int = _doc(_LIMITS.max_raw_bytes, "Longest raw log line of an event.")
+
+
+@dataclass(frozen=True)
+class RetentionSection:
+    metrics: str = _doc("14d", "How long metric samples are kept in the embedded store.")
+    events: str = _doc("90d", "How long events are kept.")
+    interval: str = _doc("10m", "How often old data is deleted.")
+
+
+@dataclass(frozen=True)
+class InfluxSection:
+    enabled: bool = _doc(False, "Also write metrics to an InfluxDB v2 compatible write API.")
+    url: str = _doc("", "e.g. http://127.0.0.1:8086; or env WARDEN_INFLUX_URL.")
+    org: str = _doc("", "Organisation; or env WARDEN_INFLUX_ORG.")
+    bucket: str = _doc("", "Bucket; or env WARDEN_INFLUX_BUCKET.")
+    token: str = _doc("", "API token; prefer env WARDEN_INFLUX_TOKEN over writing it here.")
+    batch_size: int = _doc(5000, "Points per write request.")
+    max_buffer_points: int = _doc(1_000_000, "Points kept while the server is down; oldest dropped past it.")
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    collector: CollectorSection = field(default_factory=CollectorSection)
+    tls: TlsSection = field(default_factory=TlsSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    retention: RetentionSection = field(default_factory=RetentionSection)
+    influx: InfluxSection = field(default_factory=InfluxSection)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.collector.data_dir)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "warden.db"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    def seconds(self, value: str) -> int:
+        return parse_ttl(value)
+
+    def to_limits(self) -> Limits:
+        return Limits(**dataclasses.asdict(self.limits))
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        f = known.get(key)
+        name = f"{where}.{key}" if where else key
+        if f is None:
+            raise ConfigError(f"unknown option {name!r} (known: {', '.join(known)})")
+        if isinstance(f.default_factory, type) and dataclasses.is_dataclass(f.default_factory):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{name} must be a table")
+            kwargs[key] = _build(f.default_factory, value, name)  # type: ignore[arg-type]
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default)):
+            raise ConfigError(f"{name} must be of type {type(default).__name__}, got {value!r}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_config(path: Path | None) -> CollectorConfig:
+    """Read and validate a config file; None means all defaults. Errors name the option."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    cfg = _build(CollectorConfig, data, "")
+    for name in ("heartbeat",):
+        _duration(getattr(cfg.collector, name), f"collector.{name}")
+    _duration(cfg.tls.client_cert_lifetime, "tls.client_cert_lifetime")
+    for name in ("metrics", "events", "interval"):
+        _duration(getattr(cfg.retention, name), f"retention.{name}")
+    return cfg
+
+
+def _duration(value: str, name: str) -> int:
+    try:
+        return parse_ttl(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
+
+
+def default_config_path() -> Path | None:
+    env = os.environ.get("WARDEN_COLLECTOR_CONFIG")
+    return Path(env) if env else None
+
+
+def render_example() -> str:
+    """The documented default configuration as TOML."""
+    lines = ["# warden-collector configuration: every option with its default.", ""]
+    for section in dataclasses.fields(CollectorConfig):
+        lines.append(f"[{section.name}]")
+        for f in dataclasses.fields(section.default_factory):  # type: ignore[arg-type]
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            lines.append(f"# {f.metadata['doc']}")
+            lines.append(f"{f.name} = {_toml(default)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return str(v)

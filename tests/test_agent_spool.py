@@ -1,0 +1,188 @@
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from warden.agent.spool import Spool, SpoolError, SpoolStats
+
+
+def payloads(n: int, size: int = 100, tag: str = "r") -> list[bytes]:
+    return [f"{tag}{i}".encode().ljust(size, b".") for i in range(n)]
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "spool.db"
+
+
+def test_new_spool_is_empty_private_and_in_wal_mode(path: Path) -> None:
+    with Spool(path, 1000) as s:
+        assert s.stats() == SpoolStats(0, 0, 0, 0, 0, 0)
+        assert len(s.spool_id) == 32
+        assert s.peek(0, 10, 1000) == []
+        assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        db.close()
+
+
+def test_append_peek_ack(path: Path) -> None:
+    with Spool(path, 10_000) as s:
+        assert s.append(payloads(3)) == 3
+        assert s.append([]) == 3
+        assert s.append(payloads(2, tag="x")) == 5
+        got = s.peek(0, 100, 10_000)
+        assert [seq for seq, _ in got] == [1, 2, 3, 4, 5]
+        assert got[3][1] == payloads(1, tag="x")[0]
+        assert s.ack(2) == 2
+        assert s.ack(2) == 0
+        assert [seq for seq, _ in s.peek(0, 100, 10_000)] == [3, 4, 5]
+        assert s.stats() == SpoolStats(3, 300, 0, 0, 3, 5)
+
+
+def test_append_refuses_non_bytes_without_storing_anything(path: Path) -> None:
+    with Spool(path, 10_000) as s:
+        with pytest.raises(TypeError):
+            s.append([b"ok", "text"])  # type: ignore[list-item]
+        assert s.stats().pending_records == 0
+
+
+def test_persists_across_reopen_and_never_reuses_a_seq(path: Path) -> None:
+    s = Spool(path, 10_000)
+    spool_id = s.spool_id
+    s.append(payloads(4))
+    s.close()
+
+    s = Spool(path, 10_000)
+    assert s.spool_id == spool_id
+    assert s.stats() == SpoolStats(4, 400, 0, 0, 1, 4)
+    assert [p for _, p in s.peek(0, 10, 10_000)] == payloads(4)
+    assert s.append(payloads(1, tag="y")) == 5
+    assert s.ack(5) == 5  # everything acknowledged: the table is empty
+    s.close()
+
+    s = Spool(path, 10_000)
+    assert s.stats() == SpoolStats(0, 0, 0, 0, 0, 5)
+    assert s.append(payloads(1, tag="z")) == 6  # not 1: the collector would take it for a duplicate
+    s.close()
+
+
+def test_cap_drops_oldest_first_and_counts_exactly(path: Path) -> None:
+    with Spool(path, 1000) as s:
+        s.append(payloads(8))
+        assert s.stats().dropped_total == 0
+        s.append(payloads(7, tag="n"))  # 1500 bytes pending: the 5 oldest must go
+        st = s.stats()
+        assert (st.pending_records, st.pending_bytes, st.dropped_total) == (10, 1000, 5)
+        assert [seq for seq, _ in s.peek(0, 100, 10_000)] == list(range(6, 16))
+        s.append([b"a" * 250])  # 250 over: three 100-byte records make room
+        st = s.stats()
+        assert (st.pending_records, st.pending_bytes, st.dropped_total, st.first_seq) == (8, 950, 8, 9)
+    with Spool(path, 1000) as s:
+        assert s.stats().dropped_total == 8  # persisted
+
+
+def test_lowering_the_cap_trims_at_open(path: Path) -> None:
+    with Spool(path, 1000) as s:
+        s.append(payloads(10))
+    with Spool(path, 500) as s:
+        st = s.stats()
+        assert (st.pending_records, st.dropped_total, st.first_seq) == (5, 5, 6)
+
+
+def test_peek_limits(path: Path) -> None:
+    with Spool(path, 100_000) as s:
+        s.append(payloads(10))
+        assert [q for q, _ in s.peek(0, 3, 100_000)] == [1, 2, 3]
+        assert [q for q, _ in s.peek(4, 100, 100_000)] == [5, 6, 7, 8, 9, 10]
+        assert [q for q, _ in s.peek(0, 100, 350)] == [1, 2, 3]  # a 4th would exceed 350 bytes
+        assert [q for q, _ in s.peek(0, 100, 300)] == [1, 2, 3]  # exactly at the limit is fine
+        assert [q for q, _ in s.peek(0, 100, 10)] == [1]  # at least one, however large
+        assert s.peek(10, 100, 100_000) == []
+
+
+def test_peek_contiguous_stops_at_a_gap(path: Path) -> None:
+    with Spool(path, 100_000) as s:
+        s.append(payloads(6))
+        s.drop([3])
+        assert [q for q, _ in s.peek(0, 100, 100_000)] == [1, 2, 4, 5, 6]
+        assert [q for q, _ in s.peek(0, 100, 100_000, contiguous=True)] == [1, 2]
+        assert [q for q, _ in s.peek(2, 100, 100_000, contiguous=True)] == [4, 5, 6]
+
+
+def test_drop_counts_rejected_and_persists(path: Path) -> None:
+    with Spool(path, 100_000) as s:
+        s.append(payloads(5))
+        assert s.drop([2, 4, 99]) == 2  # 99 was never pending
+        assert s.drop([]) == 0
+        assert s.stats() == SpoolStats(3, 300, 0, 2, 1, 5)
+        s.append(payloads(1000, size=10))
+        assert s.drop(range(6, 1006)) == 1000  # more than one SQL chunk
+    with Spool(path, 100_000) as s:
+        st = s.stats()
+        assert (st.pending_records, st.rejected_total) == (3, 1002)
+        assert [q for q, _ in s.peek(0, 100, 100_000)] == [1, 3, 5]
+
+
+def test_running_totals_match_the_table(path: Path) -> None:
+    with Spool(path, 5000) as s:
+        for i in range(20):
+            s.append(payloads(i % 7 + 1, size=50 + i))
+            if i % 3 == 0:
+                s.ack(s.stats().first_seq + 2)
+            if i % 5 == 0:
+                s.drop([s.stats().last_seq])
+        count, size = s._db.execute("SELECT COUNT(*), SUM(length(payload)) FROM records").fetchone()
+        st = s.stats()
+        assert (st.pending_records, st.pending_bytes) == (count, size)
+    with Spool(path, 5000) as s:  # recomputed at open, same numbers
+        assert s.stats() == st
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "header_only"])
+def test_damaged_file_is_a_clear_error_and_left_untouched(path: Path, damage: str) -> None:
+    with Spool(path, 10_000_000) as s:
+        s.append([os.urandom(200) for _ in range(2000)])
+    data = path.read_bytes()
+    if damage == "garbage":
+        data = os.urandom(len(data))
+    elif damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data = data[:100]
+    path.write_bytes(data)
+
+    with pytest.raises(SpoolError, match="spool.db.*move it aside"):
+        Spool(path, 10_000_000)
+    assert path.read_bytes() == data
+    assert not Path(f"{path}-wal").exists()
+
+
+def test_foreign_sqlite_database_is_refused(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE users (name TEXT)")
+    db.commit()
+    db.close()
+    with pytest.raises(SpoolError, match="not a Warden spool"):
+        Spool(path, 1000)
+
+
+def test_second_open_of_a_spool_in_use_is_refused(path: Path) -> None:
+    with Spool(path, 1000):
+        with pytest.raises(SpoolError, match="in use"):
+            Spool(path, 1000)
+    Spool(path, 1000).close()  # free again once closed
+
+
+def test_closed_spool_refuses_writes(path: Path) -> None:
+    s = Spool(path, 1000)
+    s.close()
+    s.close()  # idempotent
+    with pytest.raises(SpoolError, match="closed"):
+        s.append([b"x"])
