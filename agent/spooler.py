@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from warden.agent.spool import Spool
+from warden.agent.spool import Spool, SpoolStats
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -34,9 +37,20 @@ class AsyncSpool:
             listener()
         return last
 
-    def append_blocking(self, payloads: list[bytes]) -> int:
-        """For callers outside the loop (tests, tools)."""
-        return self._thread.submit(self._spool.append, payloads).result()
+    def append_nowait(self, payloads: list[bytes]) -> None:
+        """Queue an append from synchronous code on the loop (the scheduler's emit);
+        appends keep their order because one thread runs them all."""
+        loop = asyncio.get_running_loop()
+        fut = self._thread.submit(self._spool.append, payloads)
+
+        def done(f: concurrent.futures.Future[int]) -> None:
+            if f.exception() is not None:
+                log.error("spool append failed, %d records lost: %s", len(payloads), f.exception())
+                return
+            for listener in self._listeners:
+                loop.call_soon_threadsafe(listener)
+
+        fut.add_done_callback(done)
 
     async def peek(self, after_seq: int, max_records: int, max_bytes: int) -> list[tuple[int, bytes]]:
         return await self._call(self._spool.peek, after_seq, max_records, max_bytes)
@@ -47,7 +61,7 @@ class AsyncSpool:
     async def drop(self, seqs: list[int]) -> None:
         await self._call(self._spool.drop, seqs)
 
-    async def stats(self) -> dict[str, int]:
+    async def stats(self) -> SpoolStats:
         return await self._call(self._spool.stats)
 
     def close(self) -> None:

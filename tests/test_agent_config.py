@@ -84,19 +84,37 @@ def test_explicit_spool_path_wins(tmp_path: Path) -> None:
         ("[probes.nope]\n", r"unknown probe \[probes.nope\]"),
         ("[probes.system]\nexclude_fs = []\n", r"probes.system: unknown key 'exclude_fs'.*enabled"),
         ("agent = 3\n", r"agent: expected a table"),
-        ("[transport]\nbatch_max_records = '500'\n", r"transport.batch_max_records: expected an integer, got a string"),
-        ("[transport]\nbatch_max_records = 5.5\n", r"transport.batch_max_records: expected an integer, got a number"),
-        ("[transport]\nbatch_max_records = true\n", r"transport.batch_max_records: expected an integer, got a boolean"),
+        (
+            "[transport]\nbatch_max_records = '500'\n",
+            r"transport.batch_max_records: expected an integer, got a string",
+        ),
+        (
+            "[transport]\nbatch_max_records = 5.5\n",
+            r"transport.batch_max_records: expected an integer, got a number",
+        ),
+        (
+            "[transport]\nbatch_max_records = true\n",
+            r"transport.batch_max_records: expected an integer, got a boolean",
+        ),
         ("[transport]\nheartbeat_seconds = 'soon'\n", r"transport.heartbeat_seconds: expected a number"),
         ("[transport]\nbatch_max_records = 0\n", r"transport.batch_max_records: must be > 0, got 0"),
         ("[transport]\nrenew_before_fraction = 1.0\n", r"transport.renew_before_fraction: must be < 1"),
-        ("[transport]\nbackoff_initial_seconds = 90\n", r"\[transport\] backoff_initial_seconds must not exceed"),
+        (
+            "[transport]\nbackoff_initial_seconds = 90\n",
+            r"\[transport\] backoff_initial_seconds must not exceed",
+        ),
         ("[agent]\nstate_dir = ''\n", r"agent.state_dir: expected a path string"),
-        ("[agent]\ncollector_address = 4443\n", r"agent.collector_address: expected a string, got an integer"),
+        (
+            "[agent]\ncollector_address = 4443\n",
+            r"agent.collector_address: expected a string, got an integer",
+        ),
         ("[probes.system]\nenabled = 'yes'\n", r"probes.system.enabled: expected a boolean"),
         ("[probes.system]\ninterval_seconds = -1\n", r"probes.system.interval_seconds: must be > 0"),
         ("[probes.system]\nexclude_fstypes = 'nfs'\n", r"probes.system.exclude_fstypes: expected an array"),
-        ("[probes.system]\nexclude_fstypes = ['nfs', 3]\n", r"probes.system.exclude_fstypes\[1\]: expected a string"),
+        (
+            "[probes.system]\nexclude_fstypes = ['nfs', 3]\n",
+            r"probes.system.exclude_fstypes\[1\]: expected a string",
+        ),
         ("[agent\n", r"invalid TOML"),
     ],
 )

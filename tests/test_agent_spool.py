@@ -174,9 +174,8 @@ def test_foreign_sqlite_database_is_refused(path: Path) -> None:
 
 
 def test_second_open_of_a_spool_in_use_is_refused(path: Path) -> None:
-    with Spool(path, 1000):
-        with pytest.raises(SpoolError, match="in use"):
-            Spool(path, 1000)
+    with Spool(path, 1000), pytest.raises(SpoolError, match="in use"):
+        Spool(path, 1000)
     Spool(path, 1000).close()  # free again once closed
 
 

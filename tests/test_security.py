@@ -281,11 +281,10 @@ def test_enrollment_refuses_malformed_csr(collector, tmp_path):
     token = collector.token()
     wire = token[: token.rindex(".")]
     pem = (collector.root / "data" / "tls" / "enroll.crt").read_bytes()
-    with grpc.secure_channel(collector.enroll_address,
-                             grpc.ssl_channel_credentials(root_certificates=pem)) as ch:
-        with pytest.raises(grpc.RpcError) as err:
-            collector_pb2_grpc.EnrollmentStub(ch).Enroll(
-                collector_pb2.EnrollRequest(token=wire, csr_pem=b"garbage"), timeout=10)
+    creds = grpc.ssl_channel_credentials(root_certificates=pem)
+    with grpc.secure_channel(collector.enroll_address, creds) as ch, pytest.raises(grpc.RpcError) as err:
+        collector_pb2_grpc.EnrollmentStub(ch).Enroll(
+            collector_pb2.EnrollRequest(token=wire, csr_pem=b"garbage"), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     # A refused CSR does not spend the token.
     enroll(collector.enroll_address, token, tmp_path / "after-bad-csr", host_id="csr-host")

@@ -1,0 +1,112 @@
+"""`warden-agent`: enroll with a collector, run, and inspect the agent's state."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from warden.agent.config import ConfigError, load_config
+
+DEFAULT_CONFIG = Path("/etc/warden/agent.toml")
+
+
+def _config_path(args: argparse.Namespace) -> Path | None:
+    if args.config is not None:
+        return args.config
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from warden.agent.enroll import enroll
+
+    cfg = load_config(_config_path(args))
+    identity = enroll(args.collector, args.token, cfg.agent.state_dir, host_id=args.host_id)
+    print(f"enrolled as {identity.host_id}; reporting to {identity.report_target}; "
+          f"state in {cfg.agent.state_dir}")
+    if identity.labels:
+        print(f"labels: {json.dumps(identity.labels)}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from warden.agent.run import run
+
+    cfg = load_config(_config_path(args))
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run(cfg))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from warden.agent import identity as ident
+    from warden.agent.spool import Spool
+
+    cfg = load_config(_config_path(args))
+    identity = ident.load(cfg.agent.state_dir)
+    out: dict[str, object] = {"host_id": identity.host_id, "collector": identity.report_target,
+                              "labels": identity.labels, "cert_not_after": identity.cert_not_after}
+    if cfg.spool_path.exists():
+        with Spool(cfg.spool_path, cfg.spool.max_bytes) as spool:
+            out["spool"] = {"spool_id": spool.spool_id, **vars(spool.stats())}
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def cmd_config_example(args: argparse.Namespace) -> int:
+    from warden.agent.config import render_example
+
+    print(render_example(), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="warden-agent", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=None,
+                        help=f"TOML config file (default: {DEFAULT_CONFIG} when present)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("enroll", parents=[common], help="enroll with a collector using a one-time token")
+    e.add_argument("--collector", required=True, help="the collector's enrollment address HOST:PORT")
+    e.add_argument("--token", required=True, help="token from `warden-collector token create`")
+    e.add_argument("--host-id", default=None, help="identity to request (default: this host's name)")
+    e.set_defaults(func=cmd_enroll)
+
+    r = sub.add_parser("run", parents=[common], help="run in the foreground")
+    r.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("status", parents=[common], help="identity and spool state")
+    s.set_defaults(func=cmd_status)
+
+    c = sub.add_parser("config", help="configuration").add_subparsers(dest="config_cmd", required=True)
+    c.add_parser("example", help="print every option with its default").set_defaults(
+        func=cmd_config_example)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"warden-agent: configuration: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from warden.agent.enroll import EnrollError
+        from warden.agent.identity import NotEnrolled
+        from warden.agent.spool import SpoolError
+
+        if isinstance(exc, EnrollError | NotEnrolled | SpoolError):
+            print(f"warden-agent: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

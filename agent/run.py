@@ -1,0 +1,68 @@
+"""`warden-agent run`: probes -> records -> spool -> Report stream.
+
+Also reports the agent's own health as data every heartbeat: spool depth and drops,
+transport state, and the scheduler's per-probe success and duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from warden.agent import identity as ident
+from warden.agent import records
+from warden.agent.config import AgentConfig
+from warden.agent.scheduler import Scheduler, build_probes
+from warden.agent.spooler import AsyncSpool
+from warden.agent.transport import Transport
+from warden.v1 import records_pb2
+
+log = logging.getLogger(__name__)
+
+
+async def _self_metrics(spool: AsyncSpool, transport: Transport, interval: float,
+                        stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        st = await spool.stats()
+        t = records.now_ns()
+        out = [records.metric(name, float(value), time_ns=t) for name, value in (
+            ("agent_spool_pending_records", st.pending_records),
+            ("agent_spool_pending_bytes", st.pending_bytes),
+            ("agent_spool_dropped_total", st.dropped_total),
+            ("agent_spool_rejected_total", st.rejected_total),
+            ("agent_transport_sessions_total", transport.stats.sessions),
+            ("agent_certificate_renewals_total", transport.stats.renewals),
+        )]
+        await spool.append([r.SerializeToString() for r in out])
+
+
+async def run(cfg: AgentConfig) -> None:
+    """Run until SIGINT/SIGTERM. Refuses to start when not enrolled."""
+    state_dir = cfg.agent.state_dir
+    ident.load(state_dir)  # fail fast with the enroll hint
+    probes = build_probes(cfg)
+    spool = AsyncSpool(cfg.spool_path, cfg.spool.max_bytes)
+
+    def emit(recs: list[records_pb2.Record]) -> None:
+        spool.append_nowait([r.SerializeToString() for r in recs])
+
+    scheduler = Scheduler(probes, emit)
+    transport = Transport(state_dir, spool, cfg.transport, records.agent_version())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("agent running: probes %s, spool %s", ", ".join(p.name for p in probes), cfg.spool_path)
+    tasks = [asyncio.create_task(scheduler.run(), name="scheduler"),
+             asyncio.create_task(transport.run(stop), name="transport"),
+             asyncio.create_task(_self_metrics(spool, transport, cfg.transport.heartbeat_seconds * 4,
+                                               stop), name="self-metrics")]
+    await stop.wait()
+    log.info("stopping")
+    scheduler.stop()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    spool.close()
