@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from warden.collector import overview
 from warden.collector.sinks.influx import InfluxSink
 from warden.collector.store.base import Host, SeriesPoints, Store
 from warden.collector.telemetry import Telemetry
@@ -36,6 +37,7 @@ class HttpApi:
         self._store, self._telemetry, self._streams, self._sink = store, telemetry, streams, sink
         app = web.Application()
         app.add_routes([
+            web.get("/", self.overview),
             web.get("/healthz", self.health),
             web.get("/metrics", self.metrics),
             web.get("/api/v1/hosts", self.hosts),
@@ -61,6 +63,12 @@ class HttpApi:
 
     async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
+
+    async def overview(self, request: web.Request) -> web.Response:
+        def load() -> list[tuple[Host, list[SeriesPoints]]]:
+            return [(h, self._store.latest_metrics(h.host_id)) for h in self._store.list_hosts()]
+
+        return web.Response(text=overview.render(await self._read(load)), content_type="text/html")
 
     async def health(self, request: web.Request) -> web.Response:
         status, checks = "ok", {}

@@ -157,7 +157,7 @@ def test_first_run_is_immediate_then_a_fixed_cadence_without_drift() -> None:
     class Stamping:
         def collect(self) -> list[records_pb2.Record]:
             starts.append(time.monotonic())
-            time.sleep(0.03)  # run time must not push later runs back
+            time.sleep(0.05)  # run time must not push later runs back (drift would add 0.05 per run)
             return []
 
     t0 = time.monotonic()
@@ -165,7 +165,8 @@ def test_first_run_is_immediate_then_a_fixed_cadence_without_drift() -> None:
     assert len(starts) >= 6
     assert starts[0] - t0 < 0.05
     for k, t in enumerate(starts):
-        assert abs(t - t0 - k * 0.1) < 0.05, f"run {k} started at {t - t0:.3f}s"
+        # Generous upper slack: thread start-up latency on a loaded CI machine, not drift.
+        assert k * 0.1 - 0.01 <= t - t0 < k * 0.1 + 0.09, f"run {k} started at {t - t0:.3f}s"
 
 
 def test_start_and_stop_are_called_and_a_failed_start_only_disables_that_probe() -> None:
