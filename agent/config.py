@@ -45,9 +45,6 @@ class AgentSection:
     """Identity and state of this agent."""
 
     state_dir: Path = option(Path("/var/lib/warden-agent"), "Directory for the agent's state (spool, keys).")
-    collector_address: str = option(
-        "", "Collector report address host:port; written by `warden-agent enroll`."
-    )
 
 
 @dataclass(frozen=True)

@@ -203,11 +203,11 @@ class Scheduler:
         s.stats.error = error
         if error is not None:
             s.stats.failures += 1
-            log.warning("probe %s failed: %s", name, error)
         labels = {"probe": name}
         out.append(records.metric("agent_probe_success", 0.0 if error else 1.0, labels, t))
         out.append(records.metric("agent_probe_duration_seconds", duration, labels, t))
         if error is not None and error != s.reported_error:
+            log.warning("probe %s failed: %s", name, error)  # logged as often as reported
             out.append(_error_event(name, error, t))
         s.reported_error = error  # a success re-arms the report for the next failure
         self._emit(out)
@@ -245,6 +245,9 @@ class Scheduler:
                         raise TypeError(f"collect() yielded {type(r).__name__}, not warden.v1.Record")
                 args: tuple[list[records_pb2.Record] | None, BaseException | None] = (value, None)
             except BaseException as e:  # reported as this probe's failure, never raised further
+                if not isinstance(e, Exception) or isinstance(e, StopIteration):
+                    # SystemExit & co. must not escape into the loop; futures refuse StopIteration.
+                    e = RuntimeError(f"collect() raised {type(e).__name__}: {e}")
                 args = (None, e)
             with contextlib.suppress(RuntimeError):  # loop closed: the agent is gone
                 loop.call_soon_threadsafe(settle, *args)

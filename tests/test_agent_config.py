@@ -28,7 +28,6 @@ def test_defaults() -> None:
     cfg = load_config(None)
     assert cfg == AgentConfig()
     assert cfg.agent.state_dir == Path("/var/lib/warden-agent")
-    assert cfg.agent.collector_address == ""
     assert cfg.spool.path == cfg.spool_path == Path("/var/lib/warden-agent/spool.db")
     assert cfg.spool.max_bytes == 64 * 1024 * 1024
     assert cfg.transport == TransportSection(500, 1024 * 1024, 4, 15.0, 0.5, 60.0, 0.33)
@@ -45,7 +44,6 @@ def test_values_are_read_and_converted(tmp_path: Path) -> None:
             """
             [agent]
             state_dir = "/srv/warden"
-            collector_address = "collector.example:4443"
             [paths]
             rootfs = "/host"
             [transport]
@@ -59,7 +57,7 @@ def test_values_are_read_and_converted(tmp_path: Path) -> None:
             """,
         )
     )
-    assert cfg.agent == type(cfg.agent)(Path("/srv/warden"), "collector.example:4443")
+    assert cfg.agent == type(cfg.agent)(Path("/srv/warden"))
     assert cfg.spool.path == Path("/srv/warden/spool.db")  # follows state_dir
     assert cfg.paths.rootfs == Path("/host") and cfg.paths.proc_root == Path("/proc")
     assert cfg.transport.heartbeat_seconds == 5.0 and isinstance(cfg.transport.heartbeat_seconds, float)
@@ -104,10 +102,8 @@ def test_explicit_spool_path_wins(tmp_path: Path) -> None:
             r"\[transport\] backoff_initial_seconds must not exceed",
         ),
         ("[agent]\nstate_dir = ''\n", r"agent.state_dir: expected a path string"),
-        (
-            "[agent]\ncollector_address = 4443\n",
-            r"agent.collector_address: expected a string, got an integer",
-        ),
+        ("[agent]\nstate_dir = 4443\n", r"agent.state_dir: expected a path string"),
+        ("[agent]\ncollector_address = 'x:1'\n", r"agent: unknown key 'collector_address'"),
         ("[probes.system]\nenabled = 'yes'\n", r"probes.system.enabled: expected a boolean"),
         ("[probes.system]\ninterval_seconds = -1\n", r"probes.system.interval_seconds: must be > 0"),
         ("[probes.system]\nexclude_fstypes = 'nfs'\n", r"probes.system.exclude_fstypes: expected an array"),

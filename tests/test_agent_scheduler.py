@@ -261,3 +261,45 @@ def test_build_probes_constructs_enabled_probes_and_validates_them() -> None:
     bad = AgentConfig(probes={"system": ProbeSettings(True, 15.0, SystemOptions(exclude_mounts=("mnt/*",)))})
     with pytest.raises(ConfigError, match=r"\[probes.system\] exclude_mounts: pattern 'mnt/\*'"):
         build_probes(bad)
+
+
+def test_a_probe_calling_exit_is_only_a_failure() -> None:
+    class Exiting:
+        def collect(self) -> list[records_pb2.Record]:
+            raise SystemExit(3)
+
+    out = Emitted()
+    run_for(Scheduler([ScheduledProbe("exiting", Exiting(), 1)], out), 0.1)
+    assert out.errors("exiting") == ["RuntimeError: collect() raised SystemExit: 3"]
+
+
+# The record builders the scheduler and probes share (agent/records.py).
+
+
+def test_record_builders() -> None:
+    m = records.metric("x_total", 3, {"a": "b"}, time_ns=7).metric
+    assert (m.name, m.value, dict(m.labels), m.time_unix_nano) == ("x_total", 3.0, {"a": "b"}, 7)
+    with pytest.raises(ValueError, match="metric name"):
+        records.metric("bad-name", 1)
+
+    e = records.event(
+        "k.v", "warning", {"b": True, "i": 2, "f": 0.5, "s": "x"}, raw="line", source="src"
+    ).event
+    assert e.severity == records_pb2.SEVERITY_WARNING and (e.raw, e.source) == ("line", "src")
+    assert {k: v.WhichOneof("kind") for k, v in e.fields.items()} == {
+        "b": "bool_value",
+        "i": "int_value",
+        "f": "double_value",
+        "s": "string_value",
+    }
+    assert abs(e.time_unix_nano - time.time_ns()) < 10e9
+    with pytest.raises(ValueError, match="severity"):
+        records.event("k", "fatal")
+    with pytest.raises(TypeError, match="'l'"):
+        records.event("k", "info", {"l": [1]})  # type: ignore[dict-item]
+
+    inv = records.inventory(records_pb2.HardwareSection(cpu_model="z"), time_ns=1).inventory
+    assert inv.WhichOneof("section") == "hardware" and inv.hardware.cpu_model == "z"
+    with pytest.raises(TypeError, match="not an inventory section"):
+        records.inventory(records_pb2.Filesystem())
+    assert records.agent_version()  # the installed warden version, or "0+unknown"

@@ -147,12 +147,13 @@ def test_real_agent_killed_and_restarted_loses_nothing(collector: CollectorProc,
         committed = store.committed_seq("crash-real", spool["spool_id"])
     finally:
         store.close()
-    # Nothing dropped; every record is either committed at the collector or still pending
-    # in the spool right after the committed mark (a stop does not wait for acks).
+    # Nothing dropped, nothing lost: every record past the collector's committed mark is
+    # still in the spool, contiguously (a stop does not wait for in-flight acks, so a few
+    # committed-but-unacknowledged records may remain too; the next Welcome clears them).
     assert spool["dropped_total"] == 0 and committed > 0
-    assert spool["pending_records"] == spool["last_seq"] - committed
-    if spool["pending_records"]:
-        assert spool["first_seq"] == committed + 1
+    if spool["last_seq"] > committed:
+        assert spool["first_seq"] <= committed + 1
+        assert spool["pending_records"] == spool["last_seq"] - spool["first_seq"] + 1
 
 
 def test_agent_renews_certificate_before_expiry(tmp_path: Path) -> None:

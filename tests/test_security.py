@@ -138,8 +138,9 @@ async def test_no_client_certificate_on_enroll_port_is_unauthenticated(collector
     async with grpc.aio.secure_channel(collector.enroll_address,
                                        grpc.ssl_channel_credentials(root_certificates=pem)) as ch:
         call = collector_pb2_grpc.CollectorStub(ch).Report()
-        await call.write(collector_pb2.ReportRequest(hello=collector_pb2.Hello(spool_id="x")))
         with pytest.raises(grpc.aio.AioRpcError) as err:
+            # The collector refuses before reading anything: the write may already fail.
+            await call.write(collector_pb2.ReportRequest(hello=collector_pb2.Hello(spool_id="x")))
             await call.read()
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert collector.counter('warden_collector_rpcs_refused_total{reason="no_client_certificate"}') >= 1
@@ -217,8 +218,8 @@ async def test_bad_sequence_and_missing_hello_are_refused(collector, tmp_path):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     async with _channel(state, collector.report_port) as ch:
         call = collector_pb2_grpc.CollectorStub(ch).Report()
-        await call.write(collector_pb2.ReportRequest(batch=_metric_batch(1, 1)))
         with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call.write(collector_pb2.ReportRequest(batch=_metric_batch(1, 1)))
             await call.read()
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 

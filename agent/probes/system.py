@@ -149,14 +149,17 @@ class SystemProbe:
     # --- metrics --------------------------------------------------------------------------------
 
     def _cpu(self, t: int) -> list[records_pb2.Record]:
-        out = [records.metric("system_cpu_count", psutil.cpu_count() or 0, time_ns=t)]
+        ncpu = psutil.cpu_count() or 1
+        out = [records.metric("system_cpu_count", ncpu, time_ns=t)]
         cur = psutil.cpu_times()
-        prev, self._prev_cpu = self._prev_cpu, cur
-        delta = {k: max(0.0, getattr(cur, k) - getattr(prev, k)) for k in cur._fields}
+        delta = {k: max(0.0, getattr(cur, k) - getattr(self._prev_cpu, k)) for k in cur._fields}
         # guest and guest_nice are already counted in user and nice (as psutil does on Linux).
         total = sum(v for k, v in delta.items() if k not in ("guest", "guest_nice"))
-        if total <= 0:  # first run right after start-up: no interval to compute a rate over yet
+        if total < 0.05 * ncpu:
+            # Under ~50 ms since the last sample (the first run, right after start-up): a few
+            # clock ticks would give a meaningless percentage. Keep the older sample for next time.
             return out
+        self._prev_cpu = cur
         idle = delta.get("idle", 0.0) + delta.get("iowait", 0.0)
         out.append(records.metric("system_cpu_percent", 100.0 * (total - idle) / total, time_ns=t))
         for mode in CPU_MODES:
