@@ -110,6 +110,9 @@ def test_collector_killed_and_restarted_exactly_once(collector: CollectorProc, t
         if prod.poll() is None:
             prod.kill()
     assert _numbers(collector, "crash-c") == list(range(1, count + 1))
+    # The restarted collector's Welcome told the agent what was committed: nothing that was
+    # committed before the crash was sent again.
+    assert collector.counter("warden_collector_records_deduplicated_total") == 0
 
 
 def test_agent_killed_mid_batch_exactly_once(collector: CollectorProc, tmp_path: Path) -> None:
