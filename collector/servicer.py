@@ -237,6 +237,9 @@ class CollectorServicer(collector_pb2_grpc.CollectorServicer):
                     await inflight.acquire()
                     outbox.put_nowait(self._ingest.submit(batch))
                 elif which == "heartbeat":
+                    # Agents send heartbeats only on an idle stream, so this write is rare; it
+                    # keeps a quiet but connected host from looking stale.
+                    await self._ingest.run_in_writer(self._store.touch_host, host_id, time.time_ns())
                     outbox.put_nowait(collector_pb2.ReportResponse(
                         heartbeat=collector_pb2.Heartbeat(time_unix_nano=time.time_ns())))
                 else:

@@ -295,3 +295,18 @@ def test_record_kinds_are_typed():
     # Every Record oneof member maps to a plain type in the collector.
     assert set(records_pb2.Record.DESCRIPTOR.oneofs_by_name["kind"].fields) == {
         records_pb2.Record.DESCRIPTOR.fields_by_name[n] for n in ("metric", "inventory", "event")}
+
+
+async def test_heartbeat_keeps_an_idle_host_fresh(collector, tmp_path):
+    state = _enroll(collector, tmp_path, "quiet-host")
+    async with _channel(state, collector.report_port) as ch:
+        call = collector_pb2_grpc.CollectorStub(ch).Report()
+        await call.write(collector_pb2.ReportRequest(hello=collector_pb2.Hello(spool_id="q")))
+        await call.read()
+        first = collector.host("quiet-host")["host"]["last_seen_ns"]
+        time.sleep(0.05)
+        await call.write(collector_pb2.ReportRequest(heartbeat=collector_pb2.Heartbeat(
+            time_unix_nano=time.time_ns())))
+        assert (await call.read()).WhichOneof("msg") == "heartbeat"
+        assert collector.host("quiet-host")["host"]["last_seen_ns"] > first
+        await call.done_writing()

@@ -221,6 +221,8 @@ class Agent:
                 while True:
                     resp = await call.read()
                     if resp is grpc.aio.EOF:
+                        if pending:
+                            raise RuntimeError(f"stream ended with {len(pending)} batches unacked")
                         return
                     if resp.WhichOneof("msg") != "ack":
                         continue
@@ -479,7 +481,9 @@ def run_one(n: int, args: argparse.Namespace, cpus: tuple[list[int], list[int]] 
         while warm < len(workers) or time.monotonic() < start_at + args.warmup:
             if time.monotonic() > start_at + args.max_warmup:
                 raise TimeoutError(f"not warm after {args.max_warmup:g}s: initial bursts still unacked")
-            for _, conn in workers:
+            for p, conn in workers:
+                if not p.is_alive() and not conn.poll(0):
+                    raise RuntimeError(f"load generator {p.name} died (exit code {p.exitcode})")
                 if conn.poll(0):
                     msg = conn.recv()
                     if msg[0] != "warm":
@@ -571,36 +575,38 @@ def row(r: Result) -> str:
             f"{r.generator_cpu_pct:>8.0f}  {check}")
 
 
-def profile_summary(path: Path, top: int = 15) -> list[str]:
-    """Self and inclusive time per function from py-spy's raw (collapsed-stack) output."""
-    self_t: Counter[str] = Counter()
-    incl: Counter[str] = Counter()
+def profile_summary(path: Path, top: int = 12) -> list[str]:
+    """Hotspots from py-spy's raw (collapsed-stack) output: time per thread, self time per
+    function, and per line of collector code (the deepest collector frame of each sample,
+    so time spent in a library called from that line counts for the line)."""
     threads: Counter[str] = Counter()
+    self_t: Counter[str] = Counter()
+    lines: Counter[str] = Counter()
     total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
+    for entry in path.read_text().splitlines():
+        stack, _, count = entry.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         c = int(count)
+        total += c
         frames = stack.split(";")
-        if frames and frames[0].startswith(("thread ", "process ")):
+        if frames[0].startswith(("thread ", "process ")):
             threads[frames[0]] += c
             frames = frames[1:]
-        # "func (path/file.py:123)" -> "func (file.py)": aggregate over lines of a function.
-        names = [f.split(":")[0].replace(str(Path.cwd()) + "/", "") for f in frames]
-        total += c
-        if names:
-            self_t[names[-1]] += c
-        for nm in set(names):
-            incl[nm] += c
+        if not frames:
+            continue
+        self_t[frames[-1].rsplit(":", 1)[0] + ")"] += c  # "func (file.py:12)" -> "func (file.py)"
+        own = next((f for f in reversed(frames) if "collector/" in f), None)
+        if own is not None:
+            lines[own] += c
     if not total:
         return ["  (no samples)"]
-    out = [f"  {total} samples (100/s, active threads only); by thread:"]
-    out += [f"    {100 * c / total:5.1f}%  {t}" for t, c in threads.most_common(6)]
-    out.append("  self time:")
+    out = [f"  {total} samples at 100/s (active threads only); by thread:"]
+    out += [f"    {100 * c / total:5.1f}%  {t}" for t, c in threads.most_common(4)]
+    out.append("  self time by function:")
     out += [f"    {100 * c / total:5.1f}%  {nm}" for nm, c in self_t.most_common(top)]
-    out.append("  inclusive time:")
-    out += [f"    {100 * c / total:5.1f}%  {nm}" for nm, c in incl.most_common(top)]
+    out.append("  by line of collector code (incl. what it calls):")
+    out += [f"    {100 * c / total:5.1f}%  {nm}" for nm, c in lines.most_common(top)]
     return out
 
 
