@@ -31,7 +31,7 @@ MetricsSink = Callable[[str, Sequence[MetricSample]], None]
 
 class Ingest:
     def __init__(self, store: Store, telemetry: Telemetry, sinks: Sequence[MetricsSink] = (),
-                 max_group_records: int = 50_000) -> None:
+                 max_group_records: int = 50_000, max_pending_records: int = 100_000) -> None:
         self._store = store
         self._telemetry = telemetry
         self._sinks = list(sinks)
@@ -40,6 +40,12 @@ class Ingest:
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="warden-ingest")
         self._pending: deque[tuple[Batch, asyncio.Future[CommitResult]]] = deque()
         self._wakeup = asyncio.Event()
+        # A global budget of translated-but-uncommitted records: past it, streams wait, and
+        # gRPC flow control pushes back on agents (whose spools hold the data) instead of
+        # the collector's memory growing with the number of agents.
+        self._max_pending = max_pending_records
+        self._pending_records = 0
+        self._room = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -56,7 +62,13 @@ class Ingest:
         self._pending.clear()
         self._writer.shutdown(wait=True)
 
-    def submit(self, batch: Batch) -> asyncio.Future[CommitResult]:
+    async def submit(self, batch: Batch) -> asyncio.Future[CommitResult]:
+        """Queue a batch once the budget has room; the future resolves after the commit."""
+        n = len(batch.records)
+        async with self._room:
+            await self._room.wait_for(
+                lambda: self._pending_records == 0 or self._pending_records + n <= self._max_pending)
+            self._pending_records += n
         fut: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
         self._pending.append((batch, fut))
         self._wakeup.set()
@@ -78,7 +90,12 @@ class Ingest:
                     item = self._pending.popleft()
                     group.append(item)
                     size += len(item[0].records)
-                await self._commit(loop, group)
+                try:
+                    await self._commit(loop, group)
+                finally:
+                    async with self._room:
+                        self._pending_records -= size
+                        self._room.notify_all()
 
     async def _commit(self, loop: asyncio.AbstractEventLoop,
                       group: list[tuple[Batch, asyncio.Future[CommitResult]]]) -> None:

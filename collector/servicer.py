@@ -235,7 +235,7 @@ class CollectorServicer(collector_pb2_grpc.CollectorServicer):
                         outbox.put_nowait(refused)
                         return
                     await inflight.acquire()
-                    outbox.put_nowait(self._ingest.submit(batch))
+                    outbox.put_nowait(await self._ingest.submit(batch))
                 elif which == "heartbeat":
                     # Agents send heartbeats only on an idle stream, so this write is rare; it
                     # keeps a quiet but connected host from looking stale.
