@@ -26,3 +26,13 @@ def test_bench_ingest_smoke() -> None:
         # Everything sent was acked, counted by the collector and stored as distinct rows.
         assert r["records_sent"] == r["records_acked"] == r["collector_ingested"] == r["samples_stored"], r
         assert r["collector_deduplicated"] == 0 and r["counts_match"], r
+
+
+def test_bench_agent_smoke() -> None:
+    proc = subprocess.run([sys.executable, "-m", "tests.bench.bench_agent", "--smoke"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["bench"] == "agent_footprint"
+    assert r["rss_mb_peak"] > 0 and r["cpu_percent_of_core"] >= 0
+    assert r["records_ingested"] > 0  # the measured agent really reported
