@@ -76,7 +76,8 @@ def build_probes(config: AgentConfig) -> list[ScheduledProbe]:
         if not settings.enabled:
             continue
         try:
-            instance = specs[name].cls(settings.options, config.paths)
+            instance = specs[name].cls(settings.options, config.paths,
+                                       config.agent.state_dir / "probes" / name)
             validate = getattr(instance, "validate", None)
             if validate is not None:
                 validate()

@@ -4,8 +4,10 @@ A probe is one module in this package that decorates a class with `@probe(...)`.
 this package imports every public module in it (pkgutil), so adding a probe is adding one
 file; modules whose name starts with "_" (private OS backends) are left to their probe.
 
-A probe class is constructed as `cls(options, paths)`: `options` is an instance of the
-config dataclass given to `@probe` (filled from `[probes.<name>]`), `paths` a `HostPaths`.
+A probe class is constructed as `cls(options, paths, state_dir)`: `options` is an instance of
+the config dataclass given to `@probe` (filled from `[probes.<name>]`), `paths` a `HostPaths`,
+`state_dir` the probe's own directory for state that must survive restarts (e.g. stored
+digests, last-seen hashes); it may not exist yet: a probe that needs it creates it (0700).
 It must have `collect() -> Iterable[Record]`, called from a worker thread, never concurrently
 with itself. Optional: `validate()` (raise ValueError on bad options; run at start-up),
 `start()` / `stop()` for probes holding resources.

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -97,6 +98,7 @@ class SystemProbe:
         self,
         options: SystemOptions,
         paths: HostPaths,
+        state_dir: Path | None = None,  # unused: everything this probe needs is in memory
         *,
         statvfs: Callable[[str], Any] = os.statvfs,
         partitions: Callable[[], Iterable[Any]] | None = None,

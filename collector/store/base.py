@@ -8,11 +8,14 @@ thread (group commit) and readers from any thread.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from warden.collector.records import Batch, CommitResult, Event
+
+# (host_id, section, old data, new data) -> change events, stored with the new data.
+InventoryObserver = Callable[[str, str, dict[str, Any], dict[str, Any]], Iterable[Event]]
 
 
 class TokenRefused(Exception):

@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from warden.collector.records import Batch, CommitResult, Event, InventorySection, MetricSample
-from warden.collector.store.base import Host, SeriesPoints, StoredEvent, TokenInfo, TokenRefused
+from warden.collector.store.base import (
+    Host,
+    InventoryObserver,
+    SeriesPoints,
+    StoredEvent,
+    TokenInfo,
+    TokenRefused,
+)
 
 SCHEMA_VERSION = 1
 
@@ -133,13 +140,18 @@ def _value(v: float | None) -> float:
 class SqliteStore:
     """Store backed by one SQLite file. Thread-safe; see the module docstring."""
 
-    def __init__(self, path: Path | str, *, max_pages: int | None = None) -> None:
+    def __init__(self, path: Path | str, *, max_pages: int | None = None,
+                 inventory_observer: InventoryObserver | None = None) -> None:
         """Open or create the database at `path`.
 
         max_pages: cap the database size (in pages) on the write connection; used to test
         full-disk behaviour. None means no cap.
+        inventory_observer: called as (host, section, old_data, new_data) when a stored
+        inventory section changes; the events it returns are stored in the same transaction
+        (the machine register's change events).
         """
         self.path = Path(path)
+        self._observer = inventory_observer
         self._closed = False
         self._wlock = threading.Lock()
         self._w = self._connect()
@@ -412,7 +424,9 @@ class SqliteStore:
                             events.append((host, r.time_ns, r.kind, r.severity, _dumps(r.fields),
                                            r.raw, r.source))
                         elif type(r) is InventorySection:
-                            self._put_inventory(conn, host, r)
+                            for e in self._put_inventory(conn, host, r):
+                                events.append((host, e.time_ns, e.kind, e.severity, _dumps(e.fields),
+                                               e.raw, e.source))
                         else:
                             raise TypeError(f"unknown record type {type(r).__name__}")
                     marks[key] = b.last_seq
@@ -454,22 +468,37 @@ class SqliteStore:
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    @staticmethod
-    def _put_inventory(conn: sqlite3.Connection, host: str, r: InventorySection) -> None:
+    def _put_inventory(self, conn: sqlite3.Connection, host: str, r: InventorySection) -> list[Event]:
+        """Store a section if it is not older than the stored one; return change events."""
+        row = conn.execute("SELECT time_ns, data FROM inventory WHERE host_id = ? AND section = ?",
+                           (host, r.section)).fetchone()
+        old = json.loads(row[1]) if row else None
         # Newer or equal time wins: an agent resending the same section after a restart
         # should still update it; an out-of-order older snapshot must not.
-        cur = conn.execute(
+        if row and r.time_ns < row[0]:
+            return []
+        data = r.data
+        # A section sent as "unchanged since hash H" (e.g. the package list) refreshes the
+        # time of the full copy stored earlier instead of replacing it.
+        if old and data.get("full") is False and data.get("content_hash") and \
+                data.get("content_hash") == old.get("content_hash"):
+            conn.execute("UPDATE inventory SET time_ns = ? WHERE host_id = ? AND section = ?",
+                         (r.time_ns, host, r.section))
+            return []
+        conn.execute(
             "INSERT INTO inventory (host_id, section, time_ns, data) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(host_id, section) DO UPDATE SET time_ns = excluded.time_ns, "
-            "data = excluded.data WHERE excluded.time_ns >= inventory.time_ns",
-            (host, r.section, r.time_ns, _dumps(r.data)))
-        if r.section == "os" and cur.rowcount:
-            os_name = r.data.get("os_name")
-            agent_version = r.data.get("agent_version")
+            "data = excluded.data", (host, r.section, r.time_ns, _dumps(data)))
+        if r.section == "os":
+            os_name = data.get("os_name")
+            agent_version = data.get("agent_version")
             conn.execute("UPDATE hosts SET os = COALESCE(NULLIF(?, ''), os), "
                          "agent_version = COALESCE(NULLIF(?, ''), agent_version) WHERE host_id = ?",
                          (str(os_name) if os_name else None,
                           str(agent_version) if agent_version else None, host))
+        if self._observer is None or old is None or old == data:
+            return []
+        return list(self._observer(host, r.section, old, data))
 
     # --- queries --------------------------------------------------------------------------
     def query_metrics(self, host_id: str, name: str, since_ns: int = 0,
