@@ -46,9 +46,13 @@ async def run(cfg: AgentConfig) -> None:
     ident.load(state_dir)  # fail fast with the enroll hint
     probes = build_probes(cfg)
     spool = AsyncSpool(cfg.spool_path, cfg.spool.max_bytes)
+    for p in probes:
+        restore = getattr(p.probe, "restore", None)
+        if restore is not None:  # e.g. log read positions saved with the records they produced
+            restore(await spool.checkpoint(f"probe:{p.name}"))
 
-    def emit(recs: list[records_pb2.Record]) -> None:
-        spool.append_nowait([r.SerializeToString() for r in recs])
+    def emit(recs: list[records_pb2.Record], checkpoints: dict[str, bytes] | None = None) -> None:
+        spool.append_nowait([r.SerializeToString() for r in recs], checkpoints)
 
     scheduler = Scheduler(probes, emit)
     transport = Transport(state_dir, spool, cfg.transport, records.agent_version())

@@ -31,7 +31,9 @@ __all__ = ["ProbeStats", "ScheduledProbe", "Scheduler", "build_probes"]
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[list[records_pb2.Record]], None]
+# emit(records) or, for probes with checkpoint(), emit(records, {"probe:<name>": state}):
+# the state must be stored atomically with the records (see Spool.append).
+Emit = Callable[..., None]
 
 # Error texts go into an event field; keep them within the collector's value limits.
 _MAX_ERROR_CHARS = 1000
@@ -63,6 +65,11 @@ class _State:
     run_task: asyncio.Task[None] | None = None
     reported_error: str | None = None
     started: bool = False
+    checkpoint: bytes | None = None  # set by the worker thread after a checkpointing collect()
+
+    def take_checkpoint(self) -> tuple[str, bytes] | None:
+        cp, self.checkpoint = self.checkpoint, None
+        return (f"probe:{self.spec.name}", cp) if cp is not None else None
 
 
 def build_probes(config: AgentConfig) -> list[ScheduledProbe]:
@@ -194,6 +201,10 @@ class Scheduler:
         except Exception as e:
             if isinstance(e, TimeoutError) and not result.done():
                 error = f"timed out after {timeout:g}s"
+                if hasattr(s.spec.probe, "checkpoint"):
+                    # A checkpointing probe (a log tail) has already moved its position past
+                    # these records: ship them when they arrive rather than lose them.
+                    result.add_done_callback(lambda f: self._emit_late(s, f))
             else:
                 error = f"{type(e).__name__}: {e}"[:_MAX_ERROR_CHARS]
         duration = time.perf_counter() - t0
@@ -211,7 +222,11 @@ class Scheduler:
             log.warning("probe %s failed: %s", name, error)  # logged as often as reported
             out.append(_error_event(name, error, t))
         s.reported_error = error  # a success re-arms the report for the next failure
-        self._emit(out)
+        self._emit(out, s.take_checkpoint() if error is None else None)
+
+    def _emit_late(self, s: _State, f: asyncio.Future[list[records_pb2.Record]]) -> None:
+        if not f.cancelled() and f.exception() is None:
+            self._emit(f.result(), s.take_checkpoint())
 
     def _start_thread(self, s: _State) -> asyncio.Future[list[records_pb2.Record]]:
         # A daemon thread of our own rather than asyncio.to_thread: a collect() that never
@@ -244,6 +259,11 @@ class Scheduler:
                 for r in value:
                     if not isinstance(r, records_pb2.Record):
                         raise TypeError(f"collect() yielded {type(r).__name__}, not warden.v1.Record")
+                checkpoint = getattr(s.spec.probe, "checkpoint", None)
+                if checkpoint is not None:
+                    # Taken in the same thread right after collect(): the position that
+                    # produced exactly these records.
+                    s.checkpoint = checkpoint()
                 args: tuple[list[records_pb2.Record] | None, BaseException | None] = (value, None)
             except BaseException as e:  # reported as this probe's failure, never raised further
                 if not isinstance(e, Exception) or isinstance(e, StopIteration):
@@ -286,9 +306,12 @@ class Scheduler:
                 log.exception("probe %s: stop() failed", s.spec.name)
         s.started = False
 
-    def _emit(self, out: list[records_pb2.Record]) -> None:
+    def _emit(self, out: list[records_pb2.Record], checkpoint: tuple[str, bytes] | None = None) -> None:
         try:
-            self._emit_cb(out)
+            if checkpoint is None:
+                self._emit_cb(out)
+            else:
+                self._emit_cb(out, dict([checkpoint]))
         except Exception:
             # E.g. the spool's disk is full: losing these records beats stopping every probe.
             log.exception("emit failed; %d records lost", len(out))

@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ _FORMAT = 1
 _SCHEMA = (
     "CREATE TABLE records (seq INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB NOT NULL)",
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value NOT NULL)",
+    _CHECKPOINTS := "CREATE TABLE IF NOT EXISTS checkpoints (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
 )
 
 
@@ -100,6 +101,8 @@ class Spool:
                 raise SpoolError(f"{self.path}: cannot enable WAL journal (got {mode!r})")
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA busy_timeout = 5000")
+            if tables:  # spools made before checkpoints existed
+                db.execute(_CHECKPOINTS)
             if not tables:  # new file, or created by a run that died before this commit
                 db.execute("BEGIN IMMEDIATE")
                 for statement in _SCHEMA:
@@ -151,14 +154,23 @@ class Spool:
         """Random id made when the spool was created; sent in Hello, with seq it identifies a record."""
         return self._spool_id
 
-    def append(self, payloads: Sequence[bytes]) -> int:
-        """Store serialized records in one transaction; returns the last seq assigned."""
-        if not payloads:
+    def append(self, payloads: Sequence[bytes], checkpoints: Mapping[str, bytes] | None = None) -> int:
+        """Store serialized records in one transaction; returns the last seq assigned.
+
+        `checkpoints` (e.g. a log source's read position after the lines in `payloads`) are
+        saved in the SAME transaction, so after a crash the records and the position that
+        produced them are either both there or both not: nothing lost, nothing twice.
+        """
+        if not payloads and not checkpoints:
             return self._last_seq
         for p in payloads:
             if not isinstance(p, bytes):  # a str would be stored as TEXT and miscounted
                 raise TypeError(f"payloads must be bytes, got {type(p).__name__}")
         with self._tx():
+            if checkpoints:
+                self._db.executemany(
+                    "INSERT INTO checkpoints (key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value", checkpoints.items())
             self._db.executemany("INSERT INTO records (payload) VALUES (?)", ((p,) for p in payloads))
             self._count += len(payloads)
             self._bytes += sum(len(p) for p in payloads)
@@ -166,6 +178,11 @@ class Spool:
             if self._bytes > self.max_bytes:
                 self._trim()
         return self._last_seq
+
+    def checkpoint(self, key: str) -> bytes | None:
+        """The value last saved under `key` with an append, or None."""
+        row = self._db.execute("SELECT value FROM checkpoints WHERE key = ?", (key,)).fetchone()
+        return bytes(row[0]) if row else None
 
     def peek(
         self, after_seq: int, max_records: int, max_bytes: int, *, contiguous: bool = False

@@ -37,11 +37,11 @@ class AsyncSpool:
             listener()
         return last
 
-    def append_nowait(self, payloads: list[bytes]) -> None:
+    def append_nowait(self, payloads: list[bytes], checkpoints: dict[str, bytes] | None = None) -> None:
         """Queue an append from synchronous code on the loop (the scheduler's emit);
         appends keep their order because one thread runs them all."""
         loop = asyncio.get_running_loop()
-        fut = self._thread.submit(self._spool.append, payloads)
+        fut = self._thread.submit(self._spool.append, payloads, checkpoints)
 
         def done(f: concurrent.futures.Future[int]) -> None:
             if f.exception() is not None:
@@ -51,6 +51,9 @@ class AsyncSpool:
                 loop.call_soon_threadsafe(listener)
 
         fut.add_done_callback(done)
+
+    async def checkpoint(self, key: str) -> bytes | None:
+        return await self._call(self._spool.checkpoint, key)
 
     async def peek(self, after_seq: int, max_records: int, max_bytes: int) -> list[tuple[int, bytes]]:
         return await self._call(self._spool.peek, after_seq, max_records, max_bytes)

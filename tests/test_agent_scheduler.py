@@ -303,3 +303,32 @@ def test_record_builders() -> None:
     with pytest.raises(TypeError, match="not an inventory section"):
         records.inventory(records_pb2.Filesystem())
     assert records.agent_version()  # the installed warden version, or "0+unknown"
+
+
+async def test_checkpointing_probe_state_travels_with_its_records():
+    from warden.agent.scheduler import ScheduledProbe, Scheduler
+
+    class Tail:
+        def __init__(self) -> None:
+            self.pos = 0
+
+        def collect(self):
+            self.pos += 1
+            return [records.event("log.line", "info", {"n": self.pos})]
+
+        def checkpoint(self) -> bytes:
+            return str(self.pos).encode()
+
+    got: list[tuple[int, dict | None]] = []
+
+    def emit(recs, checkpoints=None):
+        got.append((len(recs), checkpoints))
+
+    sched = Scheduler([ScheduledProbe("tail", Tail(), 0.05)], emit, jitter_seconds=0)
+    task = asyncio.create_task(sched.run())
+    await asyncio.sleep(0.18)
+    sched.stop()
+    await task
+    assert got and all(cp and cp["probe:tail"] for _, cp in got)
+    positions = [int(cp["probe:tail"]) for _, cp in got]
+    assert positions == list(range(1, len(positions) + 1))

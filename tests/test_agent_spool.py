@@ -185,3 +185,26 @@ def test_closed_spool_refuses_writes(path: Path) -> None:
     s.close()  # idempotent
     with pytest.raises(SpoolError, match="closed"):
         s.append([b"x"])
+
+
+def test_checkpoints_are_saved_with_their_records(tmp_path):
+    from warden.agent.spool import Spool
+
+    path = tmp_path / "cp.db"
+    with Spool(path, 1 << 20) as spool:
+        assert spool.checkpoint("probe:logs") is None
+        spool.append([b"a", b"b"], {"probe:logs": b"offset=2"})
+        spool.append([], {"probe:logs": b"offset=2b"})  # a position move without records
+    with Spool(path, 1 << 20) as spool:
+        assert spool.checkpoint("probe:logs") == b"offset=2b"
+        assert spool.stats().pending_records == 2
+
+
+def test_checkpoint_is_not_saved_when_the_append_fails(tmp_path):
+    from warden.agent.spool import Spool
+
+    with Spool(tmp_path / "cp.db", 1 << 20) as spool:
+        spool.append([b"a"], {"k": b"1"})
+        with pytest.raises(TypeError):
+            spool.append(["not bytes"], {"k": b"2"})  # type: ignore[list-item]
+        assert spool.checkpoint("k") == b"1"

@@ -10,7 +10,10 @@ the config dataclass given to `@probe` (filled from `[probes.<name>]`), `paths` 
 digests, last-seen hashes); it may not exist yet: a probe that needs it creates it (0700).
 It must have `collect() -> Iterable[Record]`, called from a worker thread, never concurrently
 with itself. Optional: `validate()` (raise ValueError on bad options; run at start-up),
-`start()` / `stop()` for probes holding resources.
+`start()` / `stop()` for probes holding resources, and `checkpoint() -> bytes | None` /
+`restore(state: bytes | None)` for probes that must resume where they stopped (a log tail):
+checkpoint() is called right after each collect() and its value is stored in the spool in the
+same transaction as that run's records; restore() gets it back before the first run.
 """
 
 from __future__ import annotations
