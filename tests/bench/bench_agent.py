@@ -1,7 +1,7 @@
 """Agent footprint: a real `warden-agent run` at default intervals against a real collector,
 sampled with psutil. Targets: RSS <= 40 MB, CPU <= 0.5 % of a core.
 
-    .venv/bin/python -m tests.bench.bench_agent [--seconds 300] [--smoke]
+    .venv/bin/python -m tests.bench.bench_agent [--seconds 300] [--only system] [--smoke]
 """
 
 from __future__ import annotations
@@ -16,16 +16,20 @@ from pathlib import Path
 import psutil
 
 from tests.harness import AgentProc, CollectorProc, wait_for
+from warden.agent.probes import registered
 
 
-def measure(seconds: float, root: Path, sample_every: float = 1.0) -> dict[str, float]:
+def measure(seconds: float, root: Path, only: list[str] | None = None,
+            sample_every: float = 1.0) -> dict[str, float]:
     collector = CollectorProc(root / "collector")
     collector.start()
     # Default agent settings except where the test harness must point it (state dir, fast
     # reconnects are irrelevant here): reset the harness' fast test intervals to defaults.
+    disabled = {f"probes.{name}": {"enabled": False}
+                for name in registered() if only is not None and name not in only}
     agent = AgentProc(root / "agent", collector, "bench-agent", interval=15.0,
                       transport={"backoff_initial_seconds": 0.5, "backoff_max_seconds": 60.0,
-                                 "heartbeat_seconds": 15.0})
+                                 "heartbeat_seconds": 15.0}, **disabled)
     agent.enroll()
     agent.start()
     try:
@@ -58,17 +62,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=300.0)
     ap.add_argument("--smoke", action="store_true", help="10 s, for CI")
+    ap.add_argument("--only", default="", help="comma-separated probes to keep on (default: all)")
     args = ap.parse_args()
     seconds = 10.0 if args.smoke else args.seconds
+    only = [p for p in args.only.split(",") if p] or None
+    probes = only or sorted(name for name, spec in registered().items() if spec.default_enabled)
     with tempfile.TemporaryDirectory(prefix="warden-bench-agent-") as d:
-        r = measure(seconds, Path(d))
-    print(f"agent footprint over {r['seconds']} s at default intervals (system probe every 15 s)")
+        r = measure(seconds, Path(d), only)
+    print(f"agent footprint over {r['seconds']} s at default intervals, probes: {', '.join(probes)}")
     print(f"  RSS peak     {r['rss_mb_peak']:8.1f} MB   (target <= 40 MB)")
     print(f"  RSS median   {r['rss_mb_median']:8.1f} MB")
     print(f"  USS at end   {r['uss_mb_end']:8.1f} MB")
     print(f"  CPU          {r['cpu_percent_of_core']:8.3f} % of one core   (target <= 0.5 %)")
     print(f"  records delivered {int(r['records_ingested'])}")
-    print(json.dumps({"bench": "agent_footprint", **r}))
+    print(json.dumps({"bench": "agent_footprint", "probes": probes, **r}))
 
 
 if __name__ == "__main__":
