@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import re
 import socket
-import ssl
 from pathlib import Path
 
 import grpc
@@ -57,6 +56,8 @@ def spki_pin(cert_pem: bytes) -> str:
 
 def fetch_certificate(host: str, port: int, timeout: float) -> bytes:
     """The certificate the enrollment port presents, not yet trusted (checked by pin next)."""
+    import ssl  # only here: the running agent keeps Python's OpenSSL bindings unloaded
+
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
