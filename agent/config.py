@@ -208,6 +208,15 @@ def _convert(value: Any, tp: Any, key: str, meta: Mapping[str, Any]) -> Any:
         # Optional fields (default None) take the non-None type; TOML has no null.
         (tp,) = [t for t in typing.get_args(tp) if t is not type(None)]
         origin = typing.get_origin(tp)
+    if origin is Mapping:
+        # Mapping[str, T]: a table of named entries, e.g. [probes.backups.sets.<name>]; read-only
+        # like the frozen dataclass that holds it.
+        key_type, item_type = typing.get_args(tp)
+        assert key_type is str, f"{key}: only Mapping[str, T] options are supported"
+        table = _table(value, key)
+        return types.MappingProxyType({k: _convert(v, item_type, f"{key}.{k}", {}) for k, v in table.items()})
+    if dataclasses.is_dataclass(tp):  # a nested table, built (and checked) like a section
+        return _build(tp, _table(value, key), key)
     if origin is tuple:
         item_type, ellipsis = typing.get_args(tp)
         assert ellipsis is Ellipsis, f"{key}: only tuple[T, ...] options are supported"
@@ -307,10 +316,27 @@ def _render_table(name: str, doc: str, instance: Any, lines: list[str] | None = 
     out = [f"# {doc}"] if doc else []
     out.append(f"[{name}]")
     out.extend(lines or [])
+    hints = typing.get_type_hints(type(instance))
     for f in dataclasses.fields(instance):
         if f.init:
             out.extend(_render_option(f.name, f.metadata["doc"], getattr(instance, f.name)))
+            out.extend(_render_entry_keys(f"{name}.{f.name}", hints[f.name]))
     return "\n".join(out) + "\n"
+
+
+def _render_entry_keys(where: str, tp: Any) -> list[str]:
+    """For a Mapping[str, <dataclass>] option, the keys each named entry takes, as comments."""
+    if typing.get_origin(tp) is not Mapping:
+        return []
+    item = typing.get_args(tp)[1]
+    if not dataclasses.is_dataclass(item):
+        return []
+    out = [f"# Each [{where}.<name>] table takes (default in parentheses):"]
+    for f in dataclasses.fields(item):
+        if f.init:
+            default = "none" if f.default is None else _toml_value(f.default)
+            out.append(f"# - {f.name} ({default}): {f.metadata['doc']}")
+    return out
 
 
 def _render_option(key: str, doc: str, value: Any) -> list[str]:
@@ -332,7 +358,18 @@ def _toml_value(value: Any) -> str:
         return json.dumps(str(value))
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # An inline table of the fields set (None is "not set": TOML has no null).
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
+        return _toml_value({k: v for k, v in fields.items() if v is not None})
     raise TypeError(f"cannot render {value!r} as TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key) else json.dumps(key)
 
 
 if __name__ == "__main__":

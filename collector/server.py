@@ -17,6 +17,7 @@ from warden.collector.config import CollectorConfig
 from warden.collector.http_api import HttpApi
 from warden.collector.ingest import Ingest, MetricsSink
 from warden.collector.pki import CollectorPKI
+from warden.collector.register import diff_section
 from warden.collector.servicer import (
     CollectorServicer,
     EnrollmentServicer,
@@ -56,7 +57,7 @@ class CollectorServer:
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.pki = CollectorPKI.load_or_create(cfg.tls_dir, list(cfg.tls.sans),
                                                server_cert_days=cfg.tls.server_cert_days)
-        self.store = SqliteStore(cfg.db_path)
+        self.store = SqliteStore(cfg.db_path, inventory_observer=diff_section)
         sinks: list[MetricsSink] = []
         if cfg.influx.enabled:
             self.sink = InfluxSink(InfluxConfig.from_mapping(

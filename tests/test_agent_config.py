@@ -1,6 +1,8 @@
 import dataclasses
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -9,10 +11,12 @@ from warden.agent.config import (
     AgentConfig,
     ConfigError,
     TransportSection,
+    _build,
+    _render_table,
     load_config,
     render_example,
 )
-from warden.agent.probes import HostPaths, registered
+from warden.agent.probes import HostPaths, option, registered
 from warden.agent.probes.system import SystemOptions
 
 EXAMPLE = Path(warden.agent.__file__).parent / "agent.example.toml"
@@ -156,3 +160,67 @@ def test_example_uncommented_is_valid_and_still_the_defaults(tmp_path: Path) -> 
     text = "\n".join(lines)
     tomllib.loads(text)
     assert load_config(write(tmp_path, text)) == AgentConfig()
+
+
+# --- nested tables: Mapping[str, <dataclass>] options (e.g. [probes.backups.sets.<name>]) -------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Item:
+    path: Path = option(Path("/x"), "A path.")
+    count: int = option(1, "A count.", ge=0)
+    tags: tuple[str, ...] = option((), "Tags.")
+    note: str | None = option(None, "A note.")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Holder:
+    items: Mapping[str, _Item] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({}), metadata={"doc": "Items by name."}
+    )
+
+
+def test_mapping_of_dataclasses_is_read_as_named_tables() -> None:
+    data = tomllib.loads(
+        """
+        [holder.items.first]
+        path = "/srv/a"
+        count = 3
+        [holder.items."second one"]
+        tags = ["t"]
+        """
+    )
+    holder = _build(_Holder, data["holder"], "holder")
+    assert holder.items == {"first": _Item(Path("/srv/a"), 3), "second one": _Item(tags=("t",))}
+    with pytest.raises(TypeError):
+        holder.items["third"] = _Item()  # type: ignore[index]  # read-only, as the frozen holder
+    assert _build(_Holder, {}, "holder") == _Holder()
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"items": 3}, r"holder.items: expected a table"),
+        ({"items": {"a": "x"}}, r"holder.items.a: expected a table"),
+        (
+            {"items": {"a": {"size": 1}}},
+            r"holder.items.a: unknown key 'size' \(known: count, note, path, tags\)",
+        ),
+        ({"items": {"a": {"count": -1}}}, r"holder.items.a.count: must be >= 0"),
+        ({"items": {"a": {"tags": [1]}}}, r"holder.items.a.tags\[0\]: expected a string"),
+    ],
+)
+def test_mapping_of_dataclasses_errors_name_the_key(table: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _build(_Holder, table, "holder")
+
+
+def test_mapping_renders_as_toml_that_reads_back() -> None:
+    holder = _Holder(MappingProxyType({"a": _Item(Path("/srv/a"), 2, ("x", "y")), "b c": _Item()}))
+    text = _render_table("holder", "Holder.", holder)
+    assert "# items = { a = {" in text and '"b c" = {' in text
+    assert "# Each [holder.items.<name>] table takes (default in parentheses):" in text
+    assert "# - count (1): A count." in text and "# - note (none): A note." in text
+    uncommented = "\n".join(line[2:] if line.startswith("# items = ") else line for line in text.splitlines())
+    assert _build(_Holder, tomllib.loads(uncommented)["holder"], "holder") == holder
+    assert "# items = {}" in _render_table("holder", "", _Holder())

@@ -251,9 +251,13 @@ def test_duplicate_names_are_refused() -> None:
 
 
 def test_build_probes_constructs_enabled_probes_and_validates_them() -> None:
+    from warden.agent.probes import registered
+
     cfg = AgentConfig()
-    (built,) = build_probes(cfg)
-    assert built.name == "system" and isinstance(built.probe, SystemProbe) and built.interval_seconds == 15
+    built = {b.name: b for b in build_probes(cfg)}
+    assert set(built) == {n for n, spec in registered().items() if spec.default_enabled}
+    system = built["system"]
+    assert isinstance(system.probe, SystemProbe) and system.interval_seconds == 15
 
     off = AgentConfig(probes={"system": ProbeSettings(False, 15.0, SystemOptions())})
     assert build_probes(off) == []

@@ -10,6 +10,8 @@ import psutil
 import pytest
 
 from warden.agent.probes import HostPaths, registered
+from warden.agent.probes._hardware import virtualization
+from warden.agent.probes._tools import ToolResult
 from warden.agent.probes.system import SystemOptions, SystemProbe, parse_os_release
 from warden.v1 import records_pb2
 
@@ -17,6 +19,7 @@ from warden.v1 import records_pb2
 sdiskpart = namedtuple("sdiskpart", "device mountpoint fstype opts")
 
 NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+FIXTURES = Path(__file__).parent / "fixtures" / "system"  # README.md there says where each came from
 
 OS_RELEASE = """\
 # a comment
@@ -128,6 +131,13 @@ def test_real_machine_produces_well_formed_records(tmp_path: Path) -> None:
     assert os_section.agent_version
     hw = inv["hardware"].hardware
     assert hw.cpu_cores_logical == psutil.cpu_count() and hw.memory_bytes == psutil.virtual_memory().total
+    assert re.fullmatch(r"[a-z0-9_-]+", hw.virtualization)
+    block = set(os.listdir("/sys/block")) if os.path.isdir("/sys/block") else set()
+    assert {d.name for d in hw.disks} <= block
+    assert not [d for d in hw.disks if d.name.startswith(("loop", "ram", "zram", "dm-"))]
+    for d in hw.disks:
+        with open(f"/sys/block/{d.name}/size") as f:
+            assert d.size_bytes == int(f.read()) * 512
     assert {f.mountpoint for f in inv["filesystems"].filesystems.filesystems} == {
         m.labels["mount"] for m in fs
     }
@@ -250,3 +260,59 @@ def test_parse_os_release() -> None:
         "ID": "testix",
         "BROKEN": "unbalanced",
     }
+
+
+def test_hardware_disks_from_a_sysfs_fixture(rootfs: Path) -> None:
+    probe = SystemProbe(SystemOptions(), HostPaths(rootfs=rootfs, sys_root=FIXTURES / "sys"), partitions=list)
+    hw = sections(probe.collect())["hardware"].hardware
+    got = [(d.name, d.model, d.serial, d.size_bytes, d.rotational, d.transport) for d in hw.disks]
+    # loop0, zram0, dm-0, md0 (virtual) and sr0 (optical) are not disks.
+    assert got == [
+        ("nvme0n1", "Samsung SSD 980 PRO 1TB", "S5GXNF0R000000X", 1953525168 * 512, False, "nvme"),
+        ("sda", "ST4000DM004-2CV1", "ZFN0ABCD", 7814037168 * 512, True, "sata"),  # serial from VPD page 0x80
+        ("sdb", "Ultra Fit", "", 60063744 * 512, False, "usb"),  # no readable serial
+        ("vda", "", "overlayblk", 536870912 * 512, True, "virtio"),
+    ]
+    assert sections(probe.collect()) == {}  # disks unchanged: hardware not resent
+
+
+def test_hardware_without_sysfs(rootfs: Path) -> None:
+    probe = SystemProbe(SystemOptions(), HostPaths(rootfs=rootfs, sys_root=rootfs / "nosys"), partitions=list)
+    hw = sections(probe.collect())["hardware"].hardware
+    assert list(hw.disks) == [] and hw.virtualization
+
+
+def test_virtualization_from_systemd_detect_virt() -> None:
+    own = HostPaths()
+    assert virtualization(own, lambda argv: ToolResult("ok", "kvm\n", "", 0)) == "kvm"
+    assert virtualization(own, lambda argv: ToolResult("failed", "none\n", "", 1)) == "none"  # bare metal
+    assert virtualization(own, lambda argv: ToolResult("ok", "docker\n", "", 0)) == "docker"
+    # No tool, or an answer that is not one word: the file heuristics decide (this machine's).
+    fallback = virtualization(own, lambda argv: ToolResult("missing"))
+    assert re.fullmatch(r"[a-z0-9_-]+", fallback)
+    no_bus = ToolResult("failed", "", "Failed to connect to bus", 1)
+    assert virtualization(own, lambda argv: no_bus) == fallback
+
+
+def test_virtualization_heuristics(tmp_path: Path) -> None:
+    def paths() -> HostPaths:
+        return HostPaths(proc_root=tmp_path / "proc", sys_root=tmp_path / "sys", rootfs=tmp_path / "root")
+
+    def write(rel: str, text: str) -> None:
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+
+    # A rootfs other than "/" is a host seen from a container: the tool would describe the
+    # container, so it is not asked.
+    asked: list[list[str]] = []
+    assert virtualization(paths(), lambda argv: asked.append(argv) or ToolResult("ok", "kvm\n")) == "none"
+    assert asked == []
+    write("proc/cpuinfo", "processor\t: 0\nflags\t\t: fpu vme hypervisor lahf_lm\n")
+    assert virtualization(paths()) == "vm-other"
+    write("sys/class/dmi/id/product_name", "VMware Virtual Platform\n")
+    assert virtualization(paths()) == "vmware"
+    write("proc/1/cgroup", "0::/kubepods.slice/kubepods-burstable.slice/cri-containerd-0123.scope\n")
+    assert virtualization(paths()) == "kubernetes"
+    write("root/.dockerenv", "")
+    assert virtualization(paths()) == "docker"

@@ -24,6 +24,7 @@ import psutil
 
 from warden.agent import records
 from warden.agent.probes import HostPaths, option, probe
+from warden.agent.probes._hardware import block_devices, virtualization
 from warden.v1 import records_pb2
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class SystemProbe:
         self._stuck: dict[str, _StatvfsCall] = {}  # mount -> call still hung since an earlier run
         self._last_stat: dict[str, Any] = {}  # mount -> last statvfs that answered (for inventory)
         self._sent: dict[str, tuple[bytes, float]] = {}  # section -> (serialized, monotonic time sent)
+        self._virtualization: str | None = None  # cannot change under a running agent: asked once
 
     def validate(self) -> None:
         for pat in self.options.exclude_mounts:
@@ -281,12 +283,16 @@ class SystemProbe:
         return {}
 
     def _hardware_section(self) -> records_pb2.HardwareSection:
+        if self._virtualization is None:
+            self._virtualization = virtualization(self.paths)
         return records_pb2.HardwareSection(
             cpu_model=self._cpu_model(),
             cpu_cores_logical=psutil.cpu_count() or 0,
             cpu_cores_physical=psutil.cpu_count(logical=False) or 0,
             memory_bytes=psutil.virtual_memory().total,
             swap_bytes=psutil.swap_memory().total,
+            virtualization=self._virtualization,
+            disks=block_devices(self.paths.sys_root),
         )
 
     def _cpu_model(self) -> str:

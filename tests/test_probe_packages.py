@@ -1,0 +1,794 @@
+"""Probe `packages`: real runs on this Debian machine (dpkg status, apt-get simulation), every
+backend on fixtures captured from real tools (tests/fixtures/packages/README.md says where
+each came from), and bad input: truncated or garbled output, a missing tool, a hung tool,
+too much output, permission denied.
+
+Fake tools are small scripts put first on PATH: real processes, so the timeout, output cap
+and permission paths are the ones the agent really takes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from warden.agent.probes import HostPaths, registered
+from warden.agent.probes._packages_apk import parse_apk_installed, parse_apk_version
+from warden.agent.probes._packages_common import BackendContext, ToolError, run_command
+from warden.agent.probes._packages_dpkg import (
+    last_upgrade_time,
+    newest_kernel,
+    parse_apt_simulation,
+    parse_dpkg_status,
+)
+from warden.agent.probes._packages_macos import last_apple_install, parse_pkgutil, parse_softwareupdate
+from warden.agent.probes._packages_pacman import last_upgrade_from_log, parse_desc, parse_qu
+from warden.agent.probes._packages_rpm import (
+    last_update_from_history,
+    newest_rpm_kernel,
+    parse_check_update,
+    parse_needs_restarting,
+    parse_rpm_qa,
+    parse_updateinfo_security,
+)
+from warden.agent.probes._packages_windows import (
+    json_date,
+    last_success_from_history,
+    parse_hotfixes,
+    parse_pending,
+    parse_report,
+)
+from warden.agent.probes.packages import (
+    STATE_FILE,
+    PackagesOptions,
+    PackagesProbe,
+    content_hash,
+    detect_manager,
+)
+from warden.v1 import records_pb2
+
+FIX = Path(__file__).parent / "fixtures" / "packages"
+ON_DEBIAN = Path("/var/lib/dpkg/status").is_file() and shutil.which("apt-get") is not None
+FakeUname = os.uname_result
+
+
+def uname(
+    release: str = "6.1.0-28-amd64", version: str = "#1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1"
+) -> object:
+    return lambda: FakeUname(("Linux", "host", release, version, "x86_64"))
+
+
+def metrics(out: Iterable[records_pb2.Record]) -> dict[str, float]:
+    return {r.metric.name: r.metric.value for r in out if r.HasField("metric")}
+
+
+def section(out: Iterable[records_pb2.Record], name: str) -> object | None:
+    for r in out:
+        if r.HasField("inventory") and r.inventory.WhichOneof("section") == name:
+            return getattr(r.inventory, name)
+    return None
+
+
+def events(out: Iterable[records_pb2.Record]) -> list[records_pb2.Event]:
+    return [r.event for r in out if r.HasField("event")]
+
+
+def fake_tool(bindir: Path, name: str, script: str) -> Path:
+    bindir.mkdir(parents=True, exist_ok=True)
+    path = bindir / name
+    path.write_text("#!/bin/sh\n" + script + "\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def bindir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory first on PATH for fake tools; the real tools stay reachable after it."""
+    d = tmp_path / "bin"
+    d.mkdir()
+    monkeypatch.setenv("PATH", f"{d}{os.pathsep}{os.environ.get('PATH', '')}")
+    return d
+
+
+def dpkg_rootfs(tmp_path: Path, status: str | None = None) -> Path:
+    root = tmp_path / "root"
+    (root / "var/lib/dpkg").mkdir(parents=True)
+    (root / "var/log/apt").mkdir(parents=True)
+    (root / "var/lib/dpkg/status").write_text(status or (FIX / "debian12_dpkg_status").read_text())
+    return root
+
+
+def ctx(root: Path, **kw: object) -> BackendContext:
+    base = dict(
+        rootfs=root,
+        command_timeout_seconds=10.0,
+        max_output_bytes=1 << 20,
+        check_updates=True,
+        running_kernel="6.1.0-28-amd64",
+    )
+    base.update(kw)
+    return BackendContext(**base)  # type: ignore[arg-type]
+
+
+# --- registration and options ------------------------------------------------------------------
+
+
+def test_registered_with_documented_defaults() -> None:
+    spec = registered()["packages"]
+    assert spec.cls is PackagesProbe and spec.config is PackagesOptions
+    assert spec.default_interval_seconds == 3600 and spec.default_enabled
+    opts = PackagesOptions()
+    assert (opts.manager, opts.check_updates, opts.apt_command) == ("auto", True, "dist-upgrade")
+    assert opts.full_resend_seconds == 86400
+
+
+def test_validate_rejects_unknown_manager_and_apt_command() -> None:
+    with pytest.raises(ValueError, match="manager"):
+        PackagesProbe(PackagesOptions(manager="yum"), HostPaths()).validate()
+    with pytest.raises(ValueError, match="apt_command"):
+        PackagesProbe(PackagesOptions(apt_command="full-upgrade"), HostPaths()).validate()
+
+
+def test_detect_manager_by_what_exists_under_rootfs(tmp_path: Path) -> None:
+    assert detect_manager(tmp_path, "linux") is None
+    assert detect_manager(tmp_path, "win32") == "windows"
+    assert detect_manager(tmp_path, "darwin") == "macos"
+    (tmp_path / "var/lib/pacman/local").mkdir(parents=True)
+    assert detect_manager(tmp_path, "linux") == "pacman"
+    (tmp_path / "lib/apk/db").mkdir(parents=True)
+    (tmp_path / "lib/apk/db/installed").write_text("")
+    assert detect_manager(tmp_path, "linux") == "apk"
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "usr/bin/rpm").write_text("")
+    (tmp_path / "var/lib/rpm").mkdir(parents=True)
+    assert detect_manager(tmp_path, "linux") == "rpm"
+    (tmp_path / "var/lib/dpkg").mkdir(parents=True)
+    (tmp_path / "var/lib/dpkg/status").write_text("")
+    assert detect_manager(tmp_path, "linux") == "dpkg"  # a Debian host with rpm installed
+
+
+# --- real runs on this machine -------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not ON_DEBIAN, reason="needs dpkg and apt-get (this project's Debian machine)")
+def test_real_dpkg_and_apt_on_this_machine(tmp_path: Path) -> None:
+    probe = PackagesProbe(PackagesOptions(), HostPaths(), tmp_path / "state")
+    probe.validate()
+    t0 = time.monotonic()
+    first = probe.collect()
+    assert time.monotonic() - t0 < 120
+
+    states = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${db:Status-Status}\n"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    present = sum(s not in ("config-files", "not-installed") for s in states)
+    m = metrics(first)
+    assert m["packages_installed"] == present
+    assert "updates_pending" in m and m["updates_security_pending"] <= m["updates_pending"]
+    assert m["reboot_required"] in (0, 1) and m["kernel_update_pending_reboot"] in (0, 1)
+    pkgs = section(first, "packages")
+    assert pkgs.manager == "dpkg" and pkgs.full and pkgs.count == present == len(pkgs.packages)
+    assert len(pkgs.content_hash) == 64
+    names = {p.name for p in pkgs.packages}
+    assert {"dpkg", "apt"} <= names
+    updates = section(first, "updates")
+    assert updates.error == "" and updates.pending_count == m["updates_pending"]
+    assert updates.running_kernel == os.uname().release
+    assert not events(first)
+
+    second = probe.collect()
+    again = section(second, "packages")
+    assert again.content_hash == pkgs.content_hash and not again.full and not again.packages
+    assert again.count == pkgs.count
+
+    # An agent restart: a new probe on the same state directory does not resend the list.
+    restarted = PackagesProbe(PackagesOptions(), HostPaths(), tmp_path / "state").collect()
+    assert not section(restarted, "packages").full
+    assert oct((tmp_path / "state").stat().st_mode & 0o777) == "0o700"
+
+
+@pytest.mark.skipif(not ON_DEBIAN, reason="needs apt-get")
+def test_real_apt_simulation_against_a_fixture_rootfs(tmp_path: Path) -> None:
+    """apt-get really runs, reading the rootfs' own dpkg database (Dir=<rootfs>): with no
+    package lists there, nothing is pending."""
+    root = tmp_path / "root"
+    for d in (
+        "var/lib/dpkg",
+        "etc/apt/apt.conf.d",
+        "etc/apt/preferences.d",
+        "etc/apt/sources.list.d",
+        "var/lib/apt/lists/partial",
+        "var/cache/apt/archives/partial",
+        "var/log/apt",
+    ):
+        (root / d).mkdir(parents=True)
+    status = (FIX / "debian12_dpkg_status").read_text()
+    # Only packages without dependencies, so the empty archive leaves nothing broken.
+    keep = [p for p in status.split("\n\n") if "\nDepends:" not in p and "\nPre-Depends:" not in p and p]
+    (root / "var/lib/dpkg/status").write_text("\n\n".join(keep[:5]) + "\n")
+    probe = PackagesProbe(PackagesOptions(), HostPaths(rootfs=root), uname=uname())
+    out = probe.collect()
+    assert section(out, "updates").error == ""
+    assert metrics(out)["updates_pending"] == 0 and metrics(out)["packages_installed"] == 5
+
+
+# --- dpkg fixtures -------------------------------------------------------------------------------
+
+
+def test_parse_dpkg_status_fixture() -> None:
+    text = (FIX / "debian12_dpkg_status").read_text()
+    pkgs = parse_dpkg_status(text)
+    paragraphs = [p for p in text.split("\n\n") if p.strip()]
+    installed = [p for p in paragraphs if "Status: install ok installed" in p]
+    assert len(paragraphs) == 120 and len(pkgs) == len(installed)
+    adduser = next(p for p in pkgs if p.name == "adduser")
+    assert adduser.arch == "all" and adduser.version
+
+
+def test_parse_dpkg_status_skips_removed_and_truncated_paragraphs() -> None:
+    text = (
+        "Package: a\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0-1\n"
+        "Description: x\n multi-line\n\n"
+        "Package: gone\nStatus: deinstall ok config-files\nVersion: 2.0\n\n"
+        "Package: half\nStatus: install reinstreq half-installed\nVersion: 3.0\n\n"
+        "Package: b\nStatus: install ok installed\nVers"  # cut mid-field
+    )
+    pkgs = parse_dpkg_status(text)
+    assert [(p.name, p.version) for p in pkgs] == [("a", "1.0-1"), ("half", "3.0")]
+
+
+def test_parse_dpkg_status_garbled() -> None:
+    with pytest.raises(ToolError) as e:
+        parse_dpkg_status("\x00\x01\x02 garbage\nnot a status file\n" * 100)
+    assert e.value.kind == "garbled"
+    assert parse_dpkg_status("") == []
+
+
+def test_parse_real_debian_apt_simulation() -> None:
+    text = (FIX / "debian12_apt_get_s_dist_upgrade.txt").read_text()
+    pending = parse_apt_simulation(text)
+    inst = [ln for ln in text.splitlines() if ln.startswith("Inst ")]
+    assert len(pending) == len(inst) == 135  # all upgrades here, no new install
+    by = {p.name: p for p in pending}
+    assert by["libssl3"].security and by["libssl3"].origin == "Debian-Security:12/oldstable-security"
+    assert (by["libssl3"].current_version, by["libssl3"].new_version, by["libssl3"].arch) == (
+        "3.0.19-1~deb12u2",
+        "3.0.22-1~deb12u2",
+        "amd64",
+    )
+    assert not by["bash"].security and by["bash"].origin == "Debian:12.15/oldstable"
+    # Two origins, one of them the security pocket.
+    assert by["libgcrypt20"].security
+    assert by["libpam-runtime"].arch == "all"
+    assert sum(p.security for p in pending) == sum("-security" in ln for ln in inst)
+
+
+def test_parse_public_ubuntu_apt_simulation() -> None:
+    pending = parse_apt_simulation((FIX / "ubuntu2204_apt_get_s_install_curl.txt").read_text())
+    # curl is a new install, not a pending update; libcurl4 is an upgrade from -security.
+    assert [(p.name, p.current_version, p.new_version, p.security) for p in pending] == [
+        ("libcurl4", "7.81.0-1ubuntu1.17", "7.81.0-1ubuntu1.18", True)
+    ]
+    assert pending[0].origin == "Ubuntu:22.04/jammy-updates, Ubuntu:22.04/jammy-security"
+
+
+def test_parse_apt_simulation_none_pending_and_garbled() -> None:
+    assert parse_apt_simulation((FIX / "apt_get_s_none_pending.txt").read_text()) == []
+    garbled = "Inst \nInst foo [1.0\nInst bar (2.0 [amd64]\nInst \x00\x01 [x] (y [z])\n" + "junk " * 1000
+    assert parse_apt_simulation(garbled) == []
+    truncated = (FIX / "debian12_apt_get_s_dist_upgrade.txt").read_text()[:3000]
+    assert 0 < len(parse_apt_simulation(truncated)) < 135
+
+
+def test_last_upgrade_time_from_real_history_and_rotated_logs(tmp_path: Path) -> None:
+    real = (FIX / "debian12_apt_history.log").read_text()
+    log = tmp_path / "history.log"
+    log.write_text(real)
+    expected = int(time.mktime(time.strptime("2026-09-22 04:45:29", "%Y-%m-%d %H:%M:%S")))
+    assert last_upgrade_time(log) == expected  # the newest transaction with an Upgrade: line
+
+    # Nothing upgraded in the current log: the rotated ones are read, newest first.
+    log.write_text(
+        "Start-Date: 2027-01-01  10:00:00\nInstall: foo:amd64 (1.0)\nEnd-Date: 2027-01-01  10:00:01\n"
+    )
+    with gzip.open(tmp_path / "history.log.2.gz", "wt") as f:
+        f.write("Start-Date: 2020-01-01  10:00:00\nUpgrade: a:amd64 (1, 2)\nEnd-Date: 2020-01-01  10:00:05\n")
+    with gzip.open(tmp_path / "history.log.1.gz", "wt") as f:
+        f.write(
+            "Start-Date: 2021-01-01  10:00:00\nUpgrade: b:amd64 (1, 2)\nEnd-Date: 2021-01-01  10:00:05\n\n"
+            "Start-Date: 2021-02-01  10:00:00\nUpgrade: c:amd64 (1, 2)\n"
+            "Error: Sub-process returned an error\n"
+            "End-Date: 2021-02-01  10:00:05\n"
+        )
+    assert last_upgrade_time(log) == int(time.mktime((2021, 1, 1, 10, 0, 5, 0, 0, -1)))
+    (tmp_path / "history.log.1.gz").write_bytes(b"\x1f\x8b\x08garbage")  # a truncated gzip
+    assert last_upgrade_time(log) == int(time.mktime((2020, 1, 1, 10, 0, 5, 0, 0, -1)))
+    assert last_upgrade_time(tmp_path / "missing.log") == 0
+
+
+def test_newest_kernel_by_dpkg_ordering() -> None:
+    from warden.agent.probes._packages_common import InstalledPackage as P
+
+    installed = [
+        P("linux-image-6.1.0-28-amd64", "6.1.119-1", "amd64"),
+        P("linux-image-6.1.0-30-amd64", "6.1.124-1", "amd64"),
+        P("linux-image-6.1.0-30-amd64-dbg", "6.1.124-1", "amd64"),
+        P("linux-image-amd64", "6.1.124-1", "amd64"),  # the meta package
+    ]
+    assert newest_kernel(installed) == ("6.1.0-30-amd64", "6.1.124-1")
+    assert newest_kernel([P("bash", "5.2", "amd64")]) == ("", "")
+
+
+def test_dpkg_kernel_and_reboot_flags_from_the_rootfs(tmp_path: Path, bindir: Path) -> None:
+    status = (
+        "Package: linux-image-6.1.0-28-amd64\nStatus: install ok installed\nArchitecture: amd64\n"
+        "Version: 6.1.119-1\n\n"
+        "Package: linux-image-6.1.0-30-amd64\nStatus: install ok installed\nArchitecture: amd64\n"
+        "Version: 6.1.124-1\n"
+    )
+    root = dpkg_rootfs(tmp_path, status)
+    (root / "run").mkdir()
+    (root / "run/reboot-required").write_text("*** System restart required ***\n")
+    (root / "run/reboot-required.pkgs").write_text("linux-image-6.1.0-30-amd64\nlibc6\nlibc6\n")
+    fake_tool(bindir, "apt-get", f"cat {FIX / 'apt_get_s_none_pending.txt'}")
+    out = PackagesProbe(PackagesOptions(), HostPaths(rootfs=root), uname=uname("6.1.0-28-amd64")).collect()
+    m = metrics(out)
+    assert m["reboot_required"] == 1 and m["kernel_update_pending_reboot"] == 1
+    up = section(out, "updates")
+    assert (up.running_kernel, up.newest_kernel) == ("6.1.0-28-amd64", "6.1.0-30-amd64")
+    assert list(up.reboot_required_packages) == ["libc6", "linux-image-6.1.0-30-amd64"]
+
+    # Running the newest release, booted from the same package build: nothing pending.
+    (root / "run/reboot-required").unlink()
+    out = PackagesProbe(
+        PackagesOptions(),
+        HostPaths(rootfs=root),
+        uname=uname("6.1.0-30-amd64", "#1 SMP Debian 6.1.124-1 (x)"),
+    ).collect()
+    assert metrics(out)["kernel_update_pending_reboot"] == 0 and metrics(out)["reboot_required"] == 0
+    # Same release name, but the package on disk is newer than the booted build.
+    out = PackagesProbe(
+        PackagesOptions(),
+        HostPaths(rootfs=root),
+        uname=uname("6.1.0-30-amd64", "#1 SMP Debian 6.1.123-1 (x)"),
+    ).collect()
+    assert metrics(out)["kernel_update_pending_reboot"] == 1
+
+
+# --- the full list only when changed -------------------------------------------------------------
+
+
+def test_full_list_only_when_changed_persisted_and_resent_daily(tmp_path: Path, bindir: Path) -> None:
+    fake_tool(bindir, "apt-get", f"cat {FIX / 'debian12_apt_get_s_dist_upgrade.txt'}")
+    root = dpkg_rootfs(tmp_path)
+    state = tmp_path / "state"
+    now = [1_000_000.0]
+
+    def make() -> PackagesProbe:
+        return PackagesProbe(
+            PackagesOptions(), HostPaths(rootfs=root), state, uname=uname(), clock=lambda: now[0]
+        )
+
+    probe = make()
+    first = section(probe.collect(), "packages")
+    assert first.full and first.count == len(first.packages) > 0
+    assert first.content_hash == content_hash(parse_dpkg_status((root / "var/lib/dpkg/status").read_text()))
+    assert [p.name for p in first.packages] == sorted(p.name for p in first.packages)
+
+    now[0] += 3600
+    second = section(probe.collect(), "packages")
+    assert not second.full and not second.packages and second.content_hash == first.content_hash
+    assert not section(make().collect(), "packages").full  # after a restart: not resent
+
+    # A package changes: the full list goes out once, then the hash alone again.
+    with open(root / "var/lib/dpkg/status", "a") as f:
+        f.write("\nPackage: newpkg\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0\n")
+    third = section(probe.collect(), "packages")
+    assert third.full and third.count == first.count + 1 and third.content_hash != first.content_hash
+    assert not section(probe.collect(), "packages").full
+
+    # At least every full_resend_seconds, for a collector that lost it.
+    now[0] += 86400
+    assert section(probe.collect(), "packages").full
+
+    # A corrupt state file is not fatal: the list is simply sent again.
+    (state / STATE_FILE).write_text("{not json")
+    assert section(make().collect(), "packages").full
+
+
+def test_content_hash_is_order_independent_and_stable() -> None:
+    from warden.agent.probes._packages_common import InstalledPackage as P
+
+    a = [P("b", "2", "amd64"), P("a", "1", "all")]
+    assert content_hash(a) == content_hash(list(reversed(a)))
+    import hashlib
+
+    assert content_hash(a) == hashlib.sha256(b"a 1 all\nb 2 amd64\n").hexdigest()
+    assert content_hash(a) != content_hash([P("a", "1", "all")])
+
+
+def test_pending_list_capped_with_security_first(tmp_path: Path, bindir: Path) -> None:
+    fake_tool(bindir, "apt-get", f"cat {FIX / 'debian12_apt_get_s_dist_upgrade.txt'}")
+    probe = PackagesProbe(
+        PackagesOptions(max_pending_listed=10), HostPaths(rootfs=dpkg_rootfs(tmp_path)), uname=uname()
+    )
+    up = section(probe.collect(), "updates")
+    fixture = parse_apt_simulation((FIX / "debian12_apt_get_s_dist_upgrade.txt").read_text())
+    assert up.pending_count == 135 and up.security_count == sum(p.security for p in fixture) > 10
+    assert len(up.pending) == 10 and all(p.security for p in up.pending)
+
+
+# --- bad input: missing tool, hung tool, too much output, permission denied, garbled ----------------
+
+
+def test_missing_apt_get_is_reported_once_and_the_rest_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    probe = PackagesProbe(PackagesOptions(), HostPaths(rootfs=dpkg_rootfs(tmp_path)), uname=uname())
+    out = probe.collect()
+    m = metrics(out)
+    assert m["packages_installed"] > 0
+    assert "updates_pending" not in m  # unknown is not "0 pending"
+    up = section(out, "updates")
+    assert "apt-get" in up.error and "not installed" in up.error
+    (ev,) = events(out)
+    assert ev.kind == "packages.updates_unavailable" and ev.severity == records_pb2.SEVERITY_WARNING
+    assert ev.fields["manager"].string_value == "dpkg" and ev.source == "probe:packages"
+    again = probe.collect()
+    assert not events(again) and section(again, "updates").error  # data each run, event once
+
+
+def test_hung_tool_is_killed_within_the_timeout(tmp_path: Path, bindir: Path) -> None:
+    fake_tool(bindir, "apt-get", "sleep 30 & sleep 30")  # a child in the group, too
+    opts = PackagesOptions(command_timeout_seconds=0.5)
+    probe = PackagesProbe(opts, HostPaths(rootfs=dpkg_rootfs(tmp_path)), uname=uname())
+    t0 = time.monotonic()
+    out = probe.collect()
+    assert time.monotonic() - t0 < 5
+    assert "no answer within 0.5 s" in section(out, "updates").error
+
+
+def test_tool_output_is_bounded(tmp_path: Path, bindir: Path) -> None:
+    fake_tool(bindir, "apt-get", "yes 'Inst x [1] (2 Debian-Security:12/stable-security [amd64])'")
+    opts = PackagesOptions(max_output_bytes=1 << 20)
+    t0 = time.monotonic()
+    out = PackagesProbe(opts, HostPaths(rootfs=dpkg_rootfs(tmp_path)), uname=uname()).collect()
+    assert time.monotonic() - t0 < 10
+    assert "output exceeded 1048576 bytes" in section(out, "updates").error
+
+
+def test_tool_not_executable_is_permission_denied(
+    tmp_path: Path, bindir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tool = fake_tool(bindir, "apt-get", "echo never")
+    tool.chmod(0o644)  # not executable, even for root
+    monkeypatch.setenv("PATH", str(bindir))  # else the PATH search skips it for the real one
+    out = PackagesProbe(PackagesOptions(), HostPaths(rootfs=dpkg_rootfs(tmp_path)), uname=uname()).collect()
+    assert "permission denied" in section(out, "updates").error
+
+
+def test_tool_failing_with_its_own_error(tmp_path: Path, bindir: Path) -> None:
+    fake_tool(
+        bindir, "apt-get", "echo 'E: Could not open lock file - open (13: Permission denied)' >&2; exit 100"
+    )
+    out = PackagesProbe(PackagesOptions(), HostPaths(rootfs=dpkg_rootfs(tmp_path)), uname=uname()).collect()
+    assert section(out, "updates").error.startswith("apt-get: permission denied: E: Could not open lock")
+    fake_tool(bindir, "apt-get", "echo 'E: Unmet dependencies.' >&2; exit 100")
+    out = PackagesProbe(
+        PackagesOptions(), HostPaths(rootfs=dpkg_rootfs(tmp_path / "b")), uname=uname()
+    ).collect()
+    assert section(out, "updates").error == "apt-get: exit code 100: E: Unmet dependencies."
+
+
+def test_check_updates_off_runs_no_tool(tmp_path: Path, bindir: Path) -> None:
+    marker = tmp_path / "ran"
+    fake_tool(bindir, "apt-get", f"touch {marker}")
+    out = PackagesProbe(
+        PackagesOptions(check_updates=False), HostPaths(rootfs=dpkg_rootfs(tmp_path)), uname=uname()
+    ).collect()
+    assert not marker.exists() and section(out, "updates").error == ""
+
+
+def test_garbled_status_file_reported_once(tmp_path: Path) -> None:
+    root = dpkg_rootfs(tmp_path, "\x00\x01garbage\xff\n" * 50)
+    probe = PackagesProbe(PackagesOptions(), HostPaths(rootfs=root), uname=uname())
+    out = probe.collect()
+    (ev,) = events(out)
+    assert ev.kind == "packages.unavailable" and "garbled" in ev.fields["error"].string_value
+    assert section(out, "updates").error and not metrics(out)
+    assert probe.collect() == []  # reported once
+    (root / "var/lib/dpkg/status").write_text((FIX / "debian12_dpkg_status").read_text())
+    assert metrics(probe.collect())["packages_installed"] > 0  # recovered
+
+
+def test_no_package_manager_under_rootfs(tmp_path: Path) -> None:
+    probe = PackagesProbe(PackagesOptions(), HostPaths(rootfs=tmp_path))
+    out = probe.collect()
+    (ev,) = events(out)
+    assert "no supported package manager" in ev.fields["error"].string_value
+    assert section(out, "updates").manager == "none"
+    assert probe.collect() == []
+
+
+def _collect_as_nobody(root: Path) -> dict[str, object]:
+    """Run the probe in a forked child that dropped root, so file permissions apply."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.close(r)
+            os.setgid(65534)
+            os.setuid(65534)
+            out = PackagesProbe(PackagesOptions(check_updates=False), HostPaths(rootfs=root)).collect()
+            ev = events(out)
+            os.write(w, json.dumps({"events": [e.fields["error"].string_value for e in ev]}).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return json.loads(data or b"{}")
+
+
+def test_unreadable_status_file_is_permission_denied(tmp_path: Path) -> None:
+    root = dpkg_rootfs(tmp_path)
+    status = root / "var/lib/dpkg/status"
+    status.chmod(0)
+    if os.geteuid() == 0:
+        for p in [root, *root.parents][:4]:  # let the unprivileged child reach the file
+            p.chmod(p.stat().st_mode | stat.S_IXOTH)
+        result = _collect_as_nobody(root)
+        assert result["events"] and "permission denied" in result["events"][0]
+    else:
+        out = PackagesProbe(PackagesOptions(check_updates=False), HostPaths(rootfs=root)).collect()
+        assert "permission denied" in events(out)[0].fields["error"].string_value
+
+
+def test_run_command_basics(tmp_path: Path) -> None:
+    res = run_command(
+        [sys.executable, "-c", "import os; print(os.environ['LC_ALL'])"], timeout=10, max_bytes=100
+    )
+    assert res.stdout.strip() == "C"  # parsers read untranslated output
+    with pytest.raises(ToolError) as e:
+        run_command([str(tmp_path / "nope")], timeout=1, max_bytes=10)
+    assert e.value.kind == "missing"
+    res = run_command(
+        [sys.executable, "-c", "import sys; sys.exit(100)"], timeout=10, max_bytes=10, ok_codes=(0, 100)
+    )
+    assert res.returncode == 100
+
+
+# --- rpm / dnf -----------------------------------------------------------------------------------
+
+
+def test_rpm_parsers_on_fixtures() -> None:
+    pkgs = parse_rpm_qa((FIX / "rpm_qa.txt").read_text())
+    assert ("openssl", "1:3.0.7-24.el9", "x86_64") in [(p.name, p.version, p.arch) for p in pkgs]
+    assert "gpg-pubkey" not in {p.name for p in pkgs}
+    assert newest_rpm_kernel(pkgs) == "5.14.0-427.13.1.el9_4.x86_64"
+    upd = parse_check_update((FIX / "dnf_check_update.txt").read_text())
+    assert [u[0] for u in upd] == ["kernel", "openssl", "bash", "python3-a-very-long-package-name-that-wraps"]
+    assert upd[1] == ("openssl", "x86_64", "1:3.0.7-27.el9", "baseos")
+    sec = parse_updateinfo_security((FIX / "dnf_updateinfo_list_security.txt").read_text())
+    assert sec == {"openssl": "RHSA-2024:4623", "kernel": "RHSA-2024:5101"}
+    hist = last_update_from_history((FIX / "dnf_history_list.txt").read_text())
+    assert hist == int(time.mktime(time.strptime("2018-04-20 22:38", "%Y-%m-%d %H:%M")))  # "I, U"
+    text = (
+        "Core libraries or services have been updated since boot-up:\n"
+        "  * kernel\n  * systemd\n\nReboot is required to fully utilize these updates.\n"
+    )
+    assert parse_needs_restarting(1, text) == (True, ["kernel", "systemd"])
+    assert parse_needs_restarting(0, "No core libraries or services have been updated") == (False, [])
+    with pytest.raises(ToolError):
+        parse_rpm_qa("garbage without tabs\nmore garbage\n")
+
+
+def test_rpm_backend_end_to_end_with_fake_tools(tmp_path: Path, bindir: Path) -> None:
+    fake_tool(bindir, "rpm", f"cat {FIX / 'rpm_qa.txt'}")
+    fake_tool(
+        bindir,
+        "dnf",
+        f"""case "$*" in
+  *check-update*) cat {FIX / "dnf_check_update.txt"}; exit 100 ;;
+  *updateinfo*) cat {FIX / "dnf_updateinfo_list_security.txt"} ;;
+  *history*) cat {FIX / "dnf_history_list.txt"} ;;
+  *) exit 1 ;;
+esac""",
+    )
+    probe = PackagesProbe(
+        PackagesOptions(manager="rpm"), HostPaths(), uname=uname("5.14.0-362.8.1.el9_3.x86_64")
+    )
+    out = probe.collect()
+    m = metrics(out)
+    assert m["packages_installed"] == 7 and m["updates_pending"] == 4 and m["updates_security_pending"] == 2
+    assert m["kernel_update_pending_reboot"] == 1
+    up = section(out, "updates")
+    openssl = next(p for p in up.pending if p.name == "openssl")
+    assert (openssl.current_version, openssl.new_version, openssl.origin) == (
+        "1:3.0.7-24.el9",
+        "1:3.0.7-27.el9",
+        "RHSA-2024:4623",
+    )
+    assert up.newest_kernel == "5.14.0-427.13.1.el9_4.x86_64" and up.last_update_unix > 0
+    # exit 0 from check-update: nothing pending
+    fake_tool(bindir, "dnf", "exit 0")
+    out = PackagesProbe(PackagesOptions(manager="rpm"), HostPaths(), uname=uname()).collect()
+    assert metrics(out)["updates_pending"] == 0
+
+
+def test_dnf_error_exit_is_an_updates_error(tmp_path: Path, bindir: Path) -> None:
+    fake_tool(bindir, "rpm", f"cat {FIX / 'rpm_qa.txt'}")
+    fake_tool(bindir, "dnf", "echo \"Error: Cache-only enabled but no cache for 'baseos'\" >&2; exit 1")
+    out = PackagesProbe(PackagesOptions(manager="rpm"), HostPaths(), uname=uname()).collect()
+    assert "no cache for 'baseos'" in section(out, "updates").error
+    assert events(out)[0].kind == "packages.updates_unavailable"
+
+
+# --- apk -----------------------------------------------------------------------------------------
+
+
+def test_apk_parsers_and_backend(tmp_path: Path, bindir: Path) -> None:
+    text = (FIX / "alpine_apk_db_installed").read_text()
+    pkgs = parse_apk_installed(text)
+    assert [(p.name, p.version) for p in pkgs][:2] == [
+        ("alpine-baselayout", "3.4.3-r1"),
+        ("alpine-baselayout-data", "3.4.3-r1"),
+    ]
+    assert len(pkgs) == 8 and {p.arch for p in pkgs} == {"aarch64"}
+    assert parse_apk_installed(text[: text.index("P:musl-utils")])[-1].name == "musl"  # truncated
+    with pytest.raises(ToolError):
+        parse_apk_installed("garbage\nmore\n")
+    assert parse_apk_version((FIX / "alpine_apk_version_l.txt").read_text())[0] == (
+        "libssl3",
+        "3.1.2-r0",
+        "3.1.4-r5",
+    )
+
+    root = tmp_path / "alpine"
+    (root / "lib/apk/db").mkdir(parents=True)
+    (root / "lib/apk/db/installed").write_text(text)
+    for rel in ("6.1.50-0-lts", "6.6.31-0-lts"):
+        (root / "lib/modules" / rel).mkdir(parents=True)
+        (root / "lib/modules" / rel / "modules.dep").write_text("")
+    fake_tool(bindir, "apk", f"cat {FIX / 'alpine_apk_version_l.txt'}")
+    out = PackagesProbe(PackagesOptions(), HostPaths(rootfs=root), uname=uname("6.1.50-0-lts")).collect()
+    m = metrics(out)
+    assert m["packages_installed"] == 8 and m["updates_pending"] == 4 and m["updates_security_pending"] == 0
+    assert m["kernel_update_pending_reboot"] == 1
+    assert section(out, "updates").newest_kernel == "6.6.31-0-lts"
+    assert section(out, "packages").manager == "apk"
+
+
+# --- pacman --------------------------------------------------------------------------------------
+
+
+def test_pacman_parsers_and_backend(tmp_path: Path, bindir: Path) -> None:
+    desc = (FIX / "pacman_local_desc").read_text()
+    assert parse_desc(desc) == parse_desc(desc) and parse_desc(desc).name == "foo"
+    assert (parse_desc(desc).version, parse_desc(desc).arch) == ("1.0.0-1", "x86_64")
+    assert parse_desc("%NAME%\nfoo\n") is None  # truncated: no version
+    assert parse_qu((FIX / "pacman_checkupdates.txt").read_text())[0] == (
+        "linux",
+        "6.9.3.arch1-1",
+        "6.9.5.arch1-1",
+    )
+    assert parse_qu("foo 1.0-1 -> 1.1-1 [ignored]\n") == []
+    # The 06-01 upgrade failed; the 05-30 transaction only installed: 05-28 is the last upgrade.
+    assert last_upgrade_from_log((FIX / "pacman.log").read_text()) == 1716879682
+
+    root = tmp_path / "arch"
+    for name in ("foo-1.0.0-1", "broken-entry"):
+        (root / "var/lib/pacman/local" / name).mkdir(parents=True)
+    (root / "var/lib/pacman/local/foo-1.0.0-1/desc").write_text(desc)
+    (root / "var/log").mkdir(parents=True)
+    (root / "var/log/pacman.log").write_text((FIX / "pacman.log").read_text())
+    fake_tool(bindir, "checkupdates", f"cat {FIX / 'pacman_checkupdates.txt'}")
+    out = PackagesProbe(PackagesOptions(), HostPaths(rootfs=root), uname=uname("6.9.3-arch1-1")).collect()
+    m = metrics(out)
+    assert m["packages_installed"] == 1 and m["updates_pending"] == 3
+    assert m["updates_last_success_timestamp_seconds"] == 1716879682
+    fake_tool(bindir, "checkupdates", "exit 2")  # checkupdates: 2 means nothing pending
+    assert metrics(PackagesProbe(PackagesOptions(), HostPaths(rootfs=root)).collect())["updates_pending"] == 0
+
+
+# --- Windows -------------------------------------------------------------------------------------
+
+
+def test_windows_parsers_on_fixtures() -> None:
+    real = json.loads((FIX / "windows_get_hotfix.json").read_text())
+    assert [p.name for p in parse_hotfixes(real)] == ["KB4512578"]  # one object, not an array
+    assert json_date(real["InstalledOn"]) == 1567807200
+    assert json_date({"value": "/Date(1567807200000)/", "DateTime": "x"}) == 1567807200
+    assert json_date("2019-09-10T00:00:00+02:00") == 1568066400
+    assert json_date("garbage") == 0 and json_date(None) == 0
+
+    report = parse_report((FIX / "windows_report.json").read_text())
+    assert [p.name for p in parse_hotfixes(report["hotfixes"])] == ["KB4512578", "KB4514366"]
+    assert last_success_from_history(report["history"]) == 1568109600  # the failed one is newer
+    pending = parse_pending(report["pending"])
+    assert [(p.name, p.security, p.origin) for p in pending] == [
+        ("KB4519338", True, "Critical"),
+        ("KB4519568", False, ""),
+    ]
+    with pytest.raises(ToolError):
+        parse_report((FIX / "windows_report.json").read_text()[:200])  # truncated JSON
+    with pytest.raises(ToolError):
+        parse_report("[1, 2]")
+
+
+def test_windows_backend_with_a_fake_powershell(tmp_path: Path, bindir: Path) -> None:
+    fake_tool(bindir, "powershell.exe", f"cat {FIX / 'windows_report.json'}")
+    out = PackagesProbe(PackagesOptions(manager="windows"), HostPaths()).collect()
+    m = metrics(out)
+    assert m["packages_installed"] == 2 and m["updates_pending"] == 2 and m["updates_security_pending"] == 1
+    assert m["reboot_required"] == 1 and m["updates_last_success_timestamp_seconds"] == 1568109600
+    assert section(out, "packages").manager == "windows"
+
+
+# --- macOS ---------------------------------------------------------------------------------------
+
+
+def test_macos_parsers_on_fixtures() -> None:
+    cat = parse_softwareupdate((FIX / "macos_softwareupdate_catalina.txt").read_text())
+    assert [(p.name, p.new_version, p.origin) for p in cat] == [
+        ("Command Line Tools beta 5 for Xcode-11.0", "11.0", ""),
+        ("macOS Catalina Developer Beta-6", "5", "restart"),
+        ("BridgeOSUpdateCustomer", "10.15.0.1.1.1560926689", ""),
+        ("iCal-1.0.2", "1.0.2", ""),
+    ]
+    moj = parse_softwareupdate((FIX / "macos_softwareupdate_mojave.txt").read_text())
+    assert [(p.name, p.new_version) for p in moj] == [
+        ("Command Line Tools (macOS Mojave version 10.14) for Xcode-10.3", "10.3"),
+        ("macOS 10.14.1 Update", "10.14.1"),
+        ("BridgeOSUpdateCustomer", "10.14.4.1.1.1555388607"),
+        ("iCal-1.0.2", "1.0.2"),
+    ]
+    sec = parse_softwareupdate((FIX / "macos_softwareupdate_security.txt").read_text())
+    assert [p.name for p in sec if p.security] == ["Security Update 2021-002 Catalina-10.15.7"]
+    assert len(sec) == 4
+    assert (
+        parse_softwareupdate(
+            "Software Update Tool\n\nFinding available software\nNo new software available.\n"
+        )
+        == []
+    )
+    assert last_apple_install((FIX / "macos_install_history.json").read_text()) == 1685607302
+    with pytest.raises(ToolError):
+        last_apple_install("{truncated")
+    assert len(parse_pkgutil((FIX / "macos_pkgutil_pkgs.txt").read_text())) == 4
+
+
+def test_macos_backend_with_fake_tools(tmp_path: Path, bindir: Path) -> None:
+    fake_tool(bindir, "pkgutil", f"cat {FIX / 'macos_pkgutil_pkgs.txt'}")
+    fake_tool(bindir, "softwareupdate", f"cat {FIX / 'macos_softwareupdate_security.txt'}")
+    fake_tool(bindir, "system_profiler", f"cat {FIX / 'macos_install_history.json'}")
+    out = PackagesProbe(PackagesOptions(manager="macos"), HostPaths()).collect()
+    m = metrics(out)
+    assert m["packages_installed"] == 4 and m["updates_pending"] == 4 and m["updates_security_pending"] == 1
+    assert m["updates_last_success_timestamp_seconds"] == 1685607302
+
+
+def test_custom_kernel_release_that_is_no_dpkg_version(tmp_path: Path, bindir: Path) -> None:
+    status = (
+        "Package: linux-image-6.1.0-30-amd64\nStatus: install ok installed\nArchitecture: amd64\n"
+        "Version: 6.1.124-1\n"
+    )
+    fake_tool(bindir, "apt-get", f"cat {FIX / 'apt_get_s_none_pending.txt'}")
+    root = dpkg_rootfs(tmp_path, status)
+    out = PackagesProbe(PackagesOptions(), HostPaths(rootfs=root), uname=uname("custom_kernel!")).collect()
+    assert metrics(out)["kernel_update_pending_reboot"] == 0  # not comparable: no false alarm
+    assert section(out, "updates").newest_kernel == "6.1.0-30-amd64"
