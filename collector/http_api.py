@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from warden.collector import overview
+from warden.collector import compliance, overview
 from warden.collector.sinks.influx import InfluxSink
 from warden.collector.store.base import Host, SeriesPoints, Store
 from warden.collector.telemetry import Telemetry
@@ -45,6 +45,8 @@ class HttpApi:
             web.get("/api/v1/hosts/{host_id}/metrics", self.host_metrics),
             web.get("/api/v1/hosts/{host_id}/inventory", self.host_inventory),
             web.get("/api/v1/events", self.events),
+            web.get("/api/v1/compliance/patches", self.patches),
+            web.get("/api/v1/compliance/packages/{name}", self.package),
         ])
         self._app = app
         self._runner: web.AppRunner | None = None
@@ -124,6 +126,19 @@ class HttpApi:
         inv = await self._read(self._store.inventory, host.host_id)
         return web.json_response({"host_id": host.host_id, "sections": {
             name: {"time_ns": t, "data": data} for name, (t, data) in inv.items()}})
+
+    def _all_inventory(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(h.host_id, self._store.inventory(h.host_id)) for h in self._store.list_hosts()]
+
+    async def patches(self, request: web.Request) -> web.Response:
+        hosts = await self._read(self._all_inventory)
+        return web.json_response({"hosts": compliance.patch_summary(hosts)})
+
+    async def package(self, request: web.Request) -> web.Response:
+        """Hosts with a package installed; with ?fixed=VERSION, which of them are older."""
+        hosts = await self._read(self._all_inventory)
+        rows = compliance.package_status(hosts, request.match_info["name"], request.query.get("fixed"))
+        return web.json_response({"package": request.match_info["name"], "hosts": rows})
 
     async def events(self, request: web.Request) -> web.Response:
         try:

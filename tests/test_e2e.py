@@ -204,3 +204,27 @@ def test_cli_entry_points_installed() -> None:
     for name in ("warden-agent", "warden-collector"):
         out = subprocess.run([str(bindir / name), "--help"], capture_output=True, text=True, check=True)
         assert "usage" in out.stdout
+
+
+def test_patch_levels_reach_the_collector_and_answer_compliance(collector: CollectorProc,
+                                                                  tmp_path: Path) -> None:
+    from warden.agent.probes import registered
+
+    only = {f"probes.{n}": {"enabled": False} for n in registered() if n not in ("system", "packages")}
+    agent = AgentProc(tmp_path / "agent", collector, "patch-host", **only)
+    agent.enroll()
+    agent.start()
+    try:
+        inv = wait_for(lambda: (s := collector.get("/api/v1/hosts/patch-host/inventory")["sections"])
+                       and {"packages", "updates"} <= s.keys() and s, 60, what="packages inventory")
+        pkgs = inv["packages"]["data"]
+        assert pkgs["manager"] == "dpkg" and pkgs["full"] and pkgs["count"] == len(pkgs["packages"]) > 50
+        dpkg = next(p for p in pkgs["packages"] if p["name"] == "dpkg")
+        old = collector.get("/api/v1/compliance/packages/dpkg?fixed=999")["hosts"]
+        new = collector.get(f"/api/v1/compliance/packages/dpkg?fixed={dpkg['version']}")["hosts"]
+        assert [r["outdated"] for r in old] == [True] and [r["outdated"] for r in new] == [False]
+        summary = collector.get("/api/v1/compliance/patches")["hosts"]
+        row = next(r for r in summary if r["host_id"] == "patch-host")
+        assert row["reported"] and row["manager"] == "dpkg" and row["pending"] is not None
+    finally:
+        agent.stop()
