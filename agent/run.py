@@ -51,7 +51,20 @@ async def run(cfg: AgentConfig) -> None:
         if restore is not None:  # e.g. log read positions saved with the records they produced
             restore(await spool.checkpoint(f"probe:{p.name}"))
 
+    for p in probes:
+        set_backpressure = getattr(p.probe, "set_backpressure", None)
+        if set_backpressure is not None:
+            set_backpressure(spool.filling)
+    # The disk probe counts kernel I/O and filesystem errors per device from the lines the
+    # logs probe ships (kernel.* events); a tap on the way to the spool, not a probe-to-probe call.
+    disk = next((p.probe for p in probes if p.name == "disk"), None)
+    observe_kernel = getattr(disk, "observe_kernel_line", None)
+
     def emit(recs: list[records_pb2.Record], checkpoints: dict[str, bytes] | None = None) -> None:
+        if observe_kernel is not None:
+            for r in recs:
+                if r.WhichOneof("kind") == "event" and r.event.kind.startswith("kernel."):
+                    observe_kernel(r.event.raw, r.event.source, r.event.time_unix_nano)
         spool.append_nowait([r.SerializeToString() for r in recs], checkpoints)
 
     scheduler = Scheduler(probes, emit)

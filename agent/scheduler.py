@@ -66,6 +66,7 @@ class _State:
     reported_error: str | None = None
     started: bool = False
     checkpoint: bytes | None = None  # set by the worker thread after a checkpointing collect()
+    last_health_ns: int = 0
 
     def take_checkpoint(self) -> tuple[str, bytes] | None:
         cp, self.checkpoint = self.checkpoint, None
@@ -102,6 +103,7 @@ class Scheduler:
         *,
         jitter_seconds: float = 1.0,
         stop_grace_seconds: float = 5.0,
+        health_interval_seconds: float = 60.0,
     ) -> None:
         """`emit` is called on the event loop's thread with each run's records (and must not block long).
 
@@ -115,6 +117,7 @@ class Scheduler:
         self._emit_cb = emit
         self._jitter = jitter_seconds
         self._grace = stop_grace_seconds
+        self._health_interval_ns = int(health_interval_seconds * 1e9)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._stop_requested = False
@@ -216,13 +219,20 @@ class Scheduler:
         if error is not None:
             s.stats.failures += 1
         labels = {"probe": name}
-        out.append(records.metric("agent_probe_success", 0.0 if error else 1.0, labels, t))
-        out.append(records.metric("agent_probe_duration_seconds", duration, labels, t))
+        # Health samples at least every health_interval_seconds and on every change of state,
+        # not every run: a 1 s log tail would otherwise commit to the spool every second
+        # for nothing (measured: 0.6 % vs 0.3 % of a core for an idle agent).
+        if error != s.reported_error or t - s.last_health_ns >= self._health_interval_ns:
+            s.last_health_ns = t
+            out.append(records.metric("agent_probe_success", 0.0 if error else 1.0, labels, t))
+            out.append(records.metric("agent_probe_duration_seconds", duration, labels, t))
         if error is not None and error != s.reported_error:
             log.warning("probe %s failed: %s", name, error)  # logged as often as reported
             out.append(_error_event(name, error, t))
         s.reported_error = error  # a success re-arms the report for the next failure
-        self._emit(out, s.take_checkpoint() if error is None else None)
+        checkpoint = s.take_checkpoint() if error is None else None
+        if out or checkpoint is not None:
+            self._emit(out, checkpoint)
 
     def _emit_late(self, s: _State, f: asyncio.Future[list[records_pb2.Record]]) -> None:
         if not f.cancelled() and f.exception() is None:

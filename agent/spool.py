@@ -179,6 +179,11 @@ class Spool:
                 self._trim()
         return self._last_seq
 
+    @property
+    def pending_bytes(self) -> int:
+        """The running total of pending payload bytes (no query: cheap from any thread)."""
+        return self._bytes
+
     def checkpoint(self, key: str) -> bytes | None:
         """The value last saved under `key` with an append, or None."""
         row = self._db.execute("SELECT value FROM checkpoints WHERE key = ?", (key,)).fetchone()

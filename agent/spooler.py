@@ -52,6 +52,12 @@ class AsyncSpool:
 
         fut.add_done_callback(done)
 
+    def filling(self, fraction: float = 0.5) -> bool:
+        """True while pending records take more than `fraction` of the cap: readers that can
+        wait (log tails: the lines stay in their files) pause instead of pushing older
+        records out of the spool."""
+        return self._spool.pending_bytes > fraction * self._spool.max_bytes
+
     async def checkpoint(self, key: str) -> bytes | None:
         return await self._call(self._spool.checkpoint, key)
 

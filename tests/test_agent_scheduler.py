@@ -100,6 +100,7 @@ def test_a_failing_and_a_hanging_probe_do_not_stop_a_good_one() -> None:
         out,
         jitter_seconds=0,
         stop_grace_seconds=0.1,
+        health_interval_seconds=0,  # a health sample every run, to count runs by them
     )
     try:
         run_for(sched, 0.6)
@@ -128,7 +129,7 @@ def test_a_failing_and_a_hanging_probe_do_not_stop_a_good_one() -> None:
 def test_error_event_once_per_distinct_error_and_again_after_recovery() -> None:
     probe = Failing("a", "a", "b", "b", "a", None, "a", "a", None)
     out = Emitted()
-    sched = Scheduler([ScheduledProbe("p", probe, 0.02)], out, jitter_seconds=0)
+    sched = Scheduler([ScheduledProbe("p", probe, 0.02)], out, jitter_seconds=0, health_interval_seconds=0)
     run_for(sched, 0.4)
     assert out.errors("p") == ["RuntimeError: a", "RuntimeError: b", "RuntimeError: a", "RuntimeError: a"]
     assert out.metrics("agent_probe_success", "p")[:9] == [0, 0, 0, 0, 0, 1, 0, 0, 1]
@@ -336,3 +337,12 @@ async def test_checkpointing_probe_state_travels_with_its_records():
     assert got and all(cp and cp["probe:tail"] for _, cp in got)
     positions = [int(cp["probe:tail"]) for _, cp in got]
     assert positions == list(range(1, len(positions) + 1))
+
+
+def test_health_samples_are_throttled_but_state_changes_always_reported() -> None:
+    probe = Failing(None, None, None, "x", "x", None, None)
+    out = Emitted()
+    run_for(Scheduler([ScheduledProbe("p", probe, 0.02)], out, jitter_seconds=0,
+                      health_interval_seconds=3600), 0.3)
+    # First run, the failure and the recovery: three samples, not one per run.
+    assert out.metrics("agent_probe_success", "p") == [1.0, 0.0, 1.0]

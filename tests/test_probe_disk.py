@@ -847,8 +847,16 @@ def test_kernel_counter_is_thread_safe_and_bounded() -> None:
     assert time.monotonic() - t0 < 1
 
 
-def test_probe_reports_kernel_lines_fed_to_it(tmp_path: Path) -> None:
+def test_probe_counts_kernel_lines_without_duplicating_the_logs_events(tmp_path: Path) -> None:
+    # Default: the logs probe already ships these lines as kernel.* events; only counters here.
     probe = make_probe(tmp_path, state=None)
+    assert probe.observe_kernel_line(KERNEL_ERRORS[1][0])
+    out = probe.collect()
+    assert events(out) == [] and by_device(out, "disk_kernel_io_errors_total") == {"sda": 1}
+
+
+def test_probe_reports_kernel_lines_fed_to_it(tmp_path: Path) -> None:
+    probe = make_probe(tmp_path, state=None, kernel_error_events=True)
     assert probe.observe_kernel_line(KERNEL_ERRORS[1][0], source="/dev/kmsg", time_ns=123)
     assert probe.observe_kernel_line(KERNEL_ERRORS[9][0])
     assert probe.observe_kernel_line(KERNEL_ERRORS[1][0])

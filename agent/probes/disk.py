@@ -69,9 +69,9 @@ class DiskOptions:
     )
     growth_min_samples: int = option(5, "Days to full: no estimate from fewer samples.", ge=2)
     kernel_error_events: bool = option(
-        True,
-        "One disk.io_error / disk.fs_error event per kernel error line fed in (the counters are kept "
-        "either way).",
+        False,
+        "Also one disk.io_error / disk.fs_error event per kernel error line fed in; off by default "
+        "because the logs probe already ships those lines as kernel.* events (counters kept either way).",
     )
     smart: bool = option(True, "Read device health with smartctl when it is installed.")
     smartctl_path: str = option(

@@ -36,3 +36,20 @@ def test_bench_agent_smoke() -> None:
     assert r["bench"] == "agent_footprint"
     assert r["rss_mb_peak"] > 0 and r["cpu_percent_of_core"] >= 0
     assert r["records_ingested"] > 0  # the measured agent really reported
+
+
+def test_bench_logparse_smoke() -> None:
+    proc = subprocess.run([sys.executable, "-m", "tests.bench.bench_logparse", "--smoke"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["lines_per_s"] > 0 and r["typed"] + r["generic"] > 0
+
+
+def test_bench_logs_follow_smoke() -> None:
+    proc = subprocess.run([sys.executable, "-m", "tests.bench.bench_logs_follow", "--smoke"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["bench"] == "logs_follow"
+    assert r["lines_written"] == r["lines_delivered"] > 0  # every line, exactly once
