@@ -22,12 +22,15 @@ from warden.agent import identity as ident
 from warden.agent.backoff import Backoff
 from warden.agent.config import TransportSection
 from warden.agent.spooler import AsyncSpool
-from warden.v1 import collector_pb2, collector_pb2_grpc, records_pb2
+from warden.v1 import collector_pb2
 
 log = logging.getLogger(__name__)
 
 # Room left in a message for the Batch envelope around the records.
 _ENVELOPE_BYTES = 1024
+# Each record inside a Batch costs a tag byte and a length varint (<= 5 bytes below 4 GiB).
+_RECORD_FRAMING_BYTES = 6
+REPORT_METHOD = "/warden.v1.Collector/Report"
 RENEW_RETRY_SECONDS = 300.0
 CONNECT_TIMEOUT_SECONDS = 15.0
 
@@ -103,10 +106,14 @@ class Transport:
             ("grpc.keepalive_permit_without_calls", 1),
         ]
         async with grpc.aio.secure_channel(identity.report_target, creds, options=options) as channel:
-            call = collector_pb2_grpc.CollectorStub(channel).Report()
+            # Requests go out as bytes: batches are assembled from the spool's serialized
+            # records without decoding and re-encoding each one (a third of the agent's CPU
+            # when shipping logs, measured with tests/bench/bench_logs_ship.py).
+            call = channel.stream_stream(REPORT_METHOD, request_serializer=None,
+                                         response_deserializer=collector_pb2.ReportResponse.FromString)()
             await call.write(collector_pb2.ReportRequest(hello=collector_pb2.Hello(
                 spool_id=self._spool.spool_id, agent_version=self._agent_version,
-                hostname=socket.gethostname())))
+                hostname=socket.gethostname())).SerializeToString())
             first = await asyncio.wait_for(call.read(), CONNECT_TIMEOUT_SECONDS)
             if first is grpc.aio.EOF or first.WhichOneof("msg") != "welcome":
                 raise ConnectionError("collector did not answer Hello with Welcome")
@@ -158,7 +165,8 @@ class Transport:
                     acked.clear()
                     await acked.wait()
                 self._new_data.clear()
-                rows = await self._spool.peek(sent_upto, max_records, max_bytes)
+                rows = await self._spool.peek(sent_upto, max_records,
+                                              max_bytes - _RECORD_FRAMING_BYTES * max_records)
                 rows = _contiguous(rows)
                 if rows:
                     if len(rows[0][1]) > max_bytes:  # one record larger than the collector accepts
@@ -168,19 +176,16 @@ class Transport:
                                   rows[0][0], len(rows[0][1]))
                         sent_upto = rows[0][0]
                         continue
-                    batch = collector_pb2.Batch(first_seq=rows[0][0], last_seq=rows[-1][0])
-                    for _, payload in rows:
-                        batch.records.append(records_pb2.Record.FromString(payload))
-                    await call.write(collector_pb2.ReportRequest(batch=batch))
-                    inflight.append(batch.last_seq)
-                    sent_upto = batch.last_seq
+                    await call.write(encode_batch_request(rows))
+                    inflight.append(rows[-1][0])
+                    sent_upto = rows[-1][0]
                     self.stats.batches_sent += 1
                     last_sent_at = time.monotonic()
                     continue
                 wait = heartbeat - (time.monotonic() - last_sent_at)
                 if wait <= 0:
-                    await call.write(collector_pb2.ReportRequest(
-                        heartbeat=collector_pb2.Heartbeat(time_unix_nano=time.time_ns())))
+                    await call.write(collector_pb2.ReportRequest(heartbeat=collector_pb2.Heartbeat(
+                        time_unix_nano=time.time_ns())).SerializeToString())
                     last_sent_at = time.monotonic()
                     continue
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -224,6 +229,25 @@ class Transport:
         self.stats.renewals += 1
         log.info("renewed certificate; valid until %s", time.ctime(renewed.cert_not_after))
         return renewed
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def encode_batch_request(rows: list[tuple[int, bytes]]) -> bytes:
+    """ReportRequest{batch: Batch{first_seq, last_seq, records}} in protobuf wire format,
+    built from already-serialized Record payloads (repeated message fields concatenate)."""
+    parts = [b"\x08", _varint(rows[0][0]), b"\x10", _varint(rows[-1][0])]  # fields 1 and 2: varints
+    for _, payload in rows:
+        parts += (b"\x1a", _varint(len(payload)), payload)  # field 3: length-delimited Record
+    body = b"".join(parts)
+    return b"\x12" + _varint(len(body)) + body  # ReportRequest field 2 (batch)
 
 
 def _contiguous(rows: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:

@@ -208,3 +208,34 @@ def test_checkpoint_is_not_saved_when_the_append_fails(tmp_path):
         with pytest.raises(TypeError):
             spool.append(["not bytes"], {"k": b"2"})  # type: ignore[list-item]
         assert spool.checkpoint("k") == b"1"
+
+
+def test_batch_request_bytes_equal_protobufs_own_encoding():
+    from warden.agent import records
+    from warden.agent.transport import encode_batch_request
+    from warden.v1 import collector_pb2, records_pb2
+
+    recs = [records.metric("m", float(i), {"i": str(i)}) for i in range(300)]
+    recs.append(records.event("log.line", "info", raw="x" * 70_000))  # multi-byte length varint
+    rows = [(2**35 + i, r.SerializeToString()) for i, r in enumerate(recs)]  # large seqs too
+    wire = encode_batch_request(rows)
+    expected = collector_pb2.ReportRequest(batch=collector_pb2.Batch(
+        first_seq=rows[0][0], last_seq=rows[-1][0], records=recs))
+    assert collector_pb2.ReportRequest.FromString(wire) == expected
+    assert wire == expected.SerializeToString()
+    assert [records_pb2.Record.FromString(p) for _, p in rows] == recs
+
+
+def test_a_full_batch_fits_the_send_limit_with_its_framing(tmp_path):
+    # Regression: peek() bounds payload bytes only; each record adds framing on the wire.
+    # 5000-record batches of ~200-byte records once overflowed a 1 MiB send limit forever.
+    from warden.agent import records
+    from warden.agent.spool import Spool
+    from warden.agent.transport import _ENVELOPE_BYTES, _RECORD_FRAMING_BYTES, encode_batch_request
+
+    max_records, max_bytes = 5000, 1 << 20
+    with Spool(tmp_path / "s.db", 1 << 26) as spool:
+        spool.append([records.event("log.line", "info", raw="y" * 180).SerializeToString()
+                      for _ in range(8000)])
+        rows = spool.peek(0, max_records, max_bytes - _RECORD_FRAMING_BYTES * max_records)
+    assert len(encode_batch_request(rows)) <= max_bytes + _ENVELOPE_BYTES

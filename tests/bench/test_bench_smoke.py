@@ -53,3 +53,14 @@ def test_bench_logs_follow_smoke() -> None:
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["bench"] == "logs_follow"
     assert r["lines_written"] == r["lines_delivered"] > 0  # every line, exactly once
+
+
+def test_bench_logs_ship_smoke() -> None:
+    proc = subprocess.run([sys.executable, "-m", "tests.bench.bench_logs_ship", "--smoke"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["bench"] == "logs_ship"
+    # Every line of the file stored once: as many events as lines, none missing, none extra.
+    assert r["lines"] == r["events_stored"] == 20_000, r
+    assert r["lines_missing"] == r["lines_extra"] == 0 and r["exactly_once"], r
