@@ -63,8 +63,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     out: dict[str, object] = {"host_id": identity.host_id, "collector": identity.report_target,
                               "labels": identity.labels, "cert_not_after": identity.cert_not_after}
     if cfg.spool_path.exists():
-        with Spool(cfg.spool_path, cfg.spool.max_bytes) as spool:
-            out["spool"] = {"spool_id": spool.spool_id, **vars(spool.stats())}
+        spool_id, stats = Spool.peek_stats(cfg.spool_path)  # works while the agent runs
+        out["spool"] = {"spool_id": spool_id, **vars(stats)}
     print(json.dumps(out, indent=2, default=str))
     return 0
 

@@ -262,6 +262,25 @@ class Spool:
                 last_seq=self._last_seq,
             )
 
+    @staticmethod
+    def peek_stats(path: str | Path) -> tuple[str, SpoolStats]:
+        """(spool_id, stats) read without taking the spool: for `warden-agent status` while
+        the agent runs. A read-only snapshot; WAL lets it read beside the writer."""
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta"))
+            count, size, first = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0), MIN(seq) FROM records").fetchone()
+            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise SpoolError(f"{path}: unreadable spool database ({e})") from e
+        finally:
+            db.close()
+        return str(meta.get("spool_id", "")), SpoolStats(
+            pending_records=count, pending_bytes=size, dropped_total=int(meta.get("dropped_total", 0)),
+            rejected_total=int(meta.get("rejected_total", 0)), first_seq=first or 0,
+            last_seq=int(row[0]) if row else 0)
+
     def close(self) -> None:
         with self._lock:
             db = getattr(self, "_db", None)

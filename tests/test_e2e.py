@@ -60,6 +60,8 @@ def test_enroll_report_visible(collector: CollectorProc, tmp_path: Path) -> None
         assert "warden_collector_records_ingested_total" in text
         listed = collector.cli("host", "list").stdout
         assert "e2e-host" in listed and "active" in listed
+        running = json.loads(agent.cli("status").stdout)  # readable while the agent holds the spool
+        assert running["host_id"] == "e2e-host" and running["spool"]["last_seq"] > 0
     finally:
         agent.stop()
     status = agent.cli("status").stdout
