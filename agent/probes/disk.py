@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import threading
 import time
 from collections import deque
@@ -655,6 +654,8 @@ def _is_number(x: Any) -> bool:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     """Readers see the old file or the new one, never a torn one (also across a crash)."""
+    import tempfile  # here: at module level it costs the running agent ~0.7 MB of RSS
+
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # created 0600
     try:
