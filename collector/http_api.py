@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from warden.collector import compliance, overview
+from warden.collector.servicer import StreamRegistry
 from warden.collector.sinks.influx import InfluxSink
 from warden.collector.store.base import Host, SeriesPoints, Store
 from warden.collector.telemetry import Telemetry
@@ -32,7 +33,7 @@ def _series_json(s: SeriesPoints) -> dict[str, Any]:
 
 
 class HttpApi:
-    def __init__(self, store: Store, telemetry: Telemetry, streams: Any,
+    def __init__(self, store: Store, telemetry: Telemetry, streams: StreamRegistry,
                  sink: InfluxSink | None) -> None:
         self._store, self._telemetry, self._streams, self._sink = store, telemetry, streams, sink
         app = web.Application()
