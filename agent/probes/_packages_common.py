@@ -8,18 +8,15 @@ children are killed together.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import os
-import signal
-import subprocess
-import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from warden.agent.probes._tools import run_process
 
 __all__ = [
     "Backend",
@@ -121,7 +118,6 @@ class CommandResult:
 
 # The parsers read the tools' English, untranslated output.
 _C_LOCALE = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": ""}
-_STDERR_CAP = 64 * 1024
 
 
 def run_command(
@@ -140,55 +136,27 @@ def run_command(
     """
     full_env = {**os.environ, **_C_LOCALE, **(env or {})}
     try:
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=full_env,
-            start_new_session=os.name == "posix",  # its own group: killed with its children
-        )
+        res = run_process(argv, env=full_env, timeout=timeout, max_bytes=max_bytes)
     except FileNotFoundError:
         raise ToolError("missing", f"{argv[0]}: not installed (not found on PATH)") from None
     except PermissionError:
         raise ToolError("permission", f"{argv[0]}: permission denied (not executable by the agent)") from None
     except OSError as e:
         raise ToolError("failed", f"{argv[0]}: cannot run: {e.strerror}") from None
-
-    assert proc.stdout is not None and proc.stderr is not None
-    out = _BoundedReader(proc.stdout, max_bytes)
-    err = _BoundedReader(proc.stderr, _STDERR_CAP)
-    timed_out = False
-    deadline = time.monotonic() + timeout
-    # Short waits so an output overflow stops the tool at once, not at the timeout.
-    while not out.overflow.is_set():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            timed_out = True
-            break
-        try:
-            proc.wait(timeout=min(left, 0.05))
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    if timed_out or out.overflow.is_set():
-        _kill(proc)
-    # After the process is gone the pipes reach EOF, unless a grandchild outside the group
-    # still holds them: then the readers are abandoned (daemon threads), never waited on.
-    out.done.wait(2.0)
-    err.done.wait(2.0)
     name = Path(argv[0]).name
-    if timed_out:
+    if res.timed_out:
         raise ToolError("timeout", f"{name}: no answer within {timeout:g} s (killed)")
-    if out.overflow.is_set():
+    if res.overflowed:
         raise ToolError("too_large", f"{name}: output exceeded {max_bytes} bytes (killed)")
-    stdout, stderr = out.text(), err.text()
-    if proc.returncode not in ok_codes:
-        detail = _last_line(stderr) or _last_line(stdout) or f"exit code {proc.returncode}"
+    stdout = res.stdout.decode("utf-8", errors="replace")
+    stderr = res.stderr.decode("utf-8", errors="replace")
+    if res.returncode not in ok_codes:
+        detail = _last_line(stderr) or _last_line(stdout) or f"exit code {res.returncode}"
         if "permission denied" in detail.lower() or "are you root" in detail.lower():
             raise ToolError("permission", f"{name}: permission denied: {detail}")
-        raise ToolError("failed", f"{name}: exit code {proc.returncode}: {detail}")
-    return CommandResult(proc.returncode, stdout, stderr)
+        raise ToolError("failed", f"{name}: exit code {res.returncode}: {detail}")
+    assert res.returncode is not None  # neither timed out nor killed: it exited
+    return CommandResult(res.returncode, stdout, stderr)
 
 
 def read_text_bounded(path: Path, max_bytes: int) -> str:
@@ -228,51 +196,6 @@ def iter_lines_bounded(path: Path, max_bytes: int) -> Iterator[str]:
         yield from f
 
 
-class _BoundedReader:
-    """Drains one pipe in a daemon thread, keeping at most `cap` bytes."""
-
-    def __init__(self, pipe: object, cap: int) -> None:
-        self.cap = cap
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.overflow = threading.Event()
-        self.done = threading.Event()
-        threading.Thread(target=self._run, args=(pipe,), daemon=True, name="packages-pipe").start()
-
-    def _run(self, pipe: object) -> None:
-        try:
-            while True:
-                chunk = pipe.read1(65536)  # type: ignore[attr-defined]
-                if not chunk:
-                    break
-                if self.size + len(chunk) > self.cap:
-                    self.overflow.set()
-                    break
-                self.chunks.append(chunk)
-                self.size += len(chunk)
-        except (OSError, ValueError):
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                pipe.close()  # type: ignore[attr-defined]
-            self.done.set()
-
-    def text(self) -> str:
-        return b"".join(self.chunks).decode("utf-8", errors="replace")
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        if os.name == "posix":
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-    except (ProcessLookupError, PermissionError):
-        pass
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
-
-
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1][:300] if lines else ""
@@ -300,4 +223,3 @@ def kernel_from_modules(ctx: BackendContext) -> tuple[str, bool]:
     running = ctx.running_kernel
     pending = bool(running) and (running not in releases or rpmvercmp(newest, running) > 0)
     return newest, pending
-

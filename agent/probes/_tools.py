@@ -14,10 +14,10 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_TOOL_PATH", "ToolResult", "run_tool"]
+__all__ = ["DEFAULT_TOOL_PATH", "ProcessOutput", "ToolResult", "run_process", "run_tool"]
 
 # Firewall tools live in sbin, which an unprivileged service's PATH often lacks.
 DEFAULT_TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -74,30 +74,21 @@ def run_tool(
     if exe is None:
         return ToolResult("missing")
     try:
-        proc = subprocess.Popen(
+        # C locale: the parsers read English keywords ("Status: active").
+        res = run_process(
             [exe, *argv[1:]],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            # C locale: the parsers read English keywords ("Status: active").
             env={"PATH": path, "LC_ALL": "C", "LANG": "C"},
-            start_new_session=True,  # its own process group, killed as a whole
-            close_fds=True,
+            timeout=timeout,
+            max_bytes=max_bytes,
         )
     except PermissionError:
         return ToolResult("denied")
     except OSError as e:
         return ToolResult("failed", stderr=str(e))
-    out, err, timed_out, truncated = _read_bounded(proc, timeout, max_bytes)
-    if timed_out or truncated:
-        _kill(proc)
-    try:
-        rc = proc.wait(timeout=2)
-    except subprocess.TimeoutExpired:  # unkillable (D state): leave it, report the timeout
-        rc = None
-    stdout = out.decode("utf-8", "replace")
-    stderr = err.decode("utf-8", "replace")
-    if timed_out:
+    stdout = res.stdout.decode("utf-8", "replace")
+    stderr = res.stderr.decode("utf-8", "replace")
+    rc, truncated = res.returncode, res.overflowed
+    if res.timed_out:
         return ToolResult("timeout", stdout, stderr, rc, truncated)
     if truncated:
         # Killed by us: the exit code says nothing about the tool; the caller judges the text.
@@ -108,37 +99,93 @@ def run_tool(
     return ToolResult(status, stdout, stderr, rc)
 
 
+@dataclass(frozen=True)
+class ProcessOutput:
+    """What `run_process` got from one process."""
+
+    stdout: bytes  # at most max_bytes
+    stderr: bytes  # at most max_stderr; the rest is read and dropped
+    returncode: int | None  # None: still alive 2 s after the kill (D state), left behind
+    timed_out: bool = False  # outlived the timeout: killed
+    overflowed: bool = False  # printed more than max_bytes: killed, stdout holds the first max_bytes
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    timeout: float,
+    max_bytes: int,
+    max_stderr: int = _MAX_STDERR,
+) -> ProcessOutput:
+    """The one place host tools are started: run `argv` (argv[0] an exact path or a name
+    looked up in env's PATH by exec) with exactly `env`, no stdin, in its own session.
+
+    Stdout and stderr are drained together, keeping at most `max_bytes` / `max_stderr`.
+    Past `timeout` (until exit and EOF) or past `max_bytes` of stdout, the whole process
+    group is killed (a tool's children too). Raises OSError when the process cannot start
+    (FileNotFoundError, PermissionError...): each caller words that its own way.
+    """
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env),
+        start_new_session=True,  # its own process group, killed as a whole
+        close_fds=True,
+    )
+    deadline = time.monotonic() + timeout
+    rc: int | None = None
+    try:
+        out, err, timed_out, overflowed = _read_bounded(proc, deadline, max_bytes, max_stderr)
+        if not (timed_out or overflowed):
+            try:
+                rc = proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:  # closed its pipes but lives on
+                timed_out = True
+    finally:
+        if proc.poll() is None:
+            _kill(proc)
+            try:
+                rc = proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:  # unkillable (D state): leave it
+                rc = None
+    return ProcessOutput(out, err, rc, timed_out, overflowed)
+
+
 def _read_bounded(
-    proc: subprocess.Popen[bytes], timeout: float, max_bytes: int
+    proc: subprocess.Popen[bytes], deadline: float, max_bytes: int, max_stderr: int
 ) -> tuple[bytes, bytes, bool, bool]:
     assert proc.stdout is not None and proc.stderr is not None
     out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
     bufs = {out_fd: bytearray(), err_fd: bytearray()}
-    limits = {out_fd: max_bytes, err_fd: _MAX_STDERR}
-    deadline = time.monotonic() + timeout
+    limits = {out_fd: max_bytes, err_fd: max_stderr}
     timed_out = truncated = False
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        sel.register(proc.stderr, selectors.EVENT_READ)
-        while sel.get_map() and not truncated:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
-                break
-            for key, _ in sel.select(left):
-                chunk = os.read(key.fd, 65536)
-                if not chunk:
-                    sel.unregister(key.fileobj)
-                    continue
-                buf = bufs[key.fd]
-                room = limits[key.fd] - len(buf)
-                if room > 0:
-                    buf += chunk[:room]
-                # Past the stdout limit the rest is useless: stop and kill. Extra stderr is dropped.
-                if len(chunk) > room and key.fd == out_fd:
-                    truncated = True
-    proc.stdout.close()
-    proc.stderr.close()
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            sel.register(proc.stderr, selectors.EVENT_READ)
+            while sel.get_map() and not truncated:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    break
+                for key, _ in sel.select(left):
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        continue
+                    buf = bufs[key.fd]
+                    room = limits[key.fd] - len(buf)
+                    if room > 0:
+                        buf += chunk[:room]
+                    # Past the stdout limit the rest is useless: stop and kill. Extra stderr is dropped.
+                    if len(chunk) > room and key.fd == out_fd:
+                        truncated = True
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
     return bytes(bufs[out_fd]), bytes(bufs[err_fd]), timed_out, truncated
 
 
