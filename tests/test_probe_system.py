@@ -316,3 +316,14 @@ def test_virtualization_heuristics(tmp_path: Path) -> None:
     assert virtualization(paths()) == "kubernetes"
     write("root/.dockerenv", "")
     assert virtualization(paths()) == "docker"
+
+
+def test_host_timezone_from_localtime_link_then_etc_timezone(tmp_path):
+    from warden.agent.probes.system import host_timezone
+
+    (tmp_path / "etc").mkdir()
+    assert host_timezone(tmp_path) == ""
+    (tmp_path / "etc/timezone").write_text("America/New_York\n")
+    assert host_timezone(tmp_path) == "America/New_York"
+    (tmp_path / "etc/localtime").symlink_to("/usr/share/zoneinfo/Europe/Paris")
+    assert host_timezone(tmp_path) == "Europe/Paris"

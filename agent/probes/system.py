@@ -270,6 +270,7 @@ class SystemProbe:
             arch=uname.machine,
             boot_time_unix=int(psutil.boot_time()),
             agent_version=records.agent_version(),
+            timezone=host_timezone(self.paths.rootfs),
         )
 
     def _os_release(self) -> dict[str, str]:
@@ -363,3 +364,18 @@ def parse_os_release(text: str) -> dict[str, str]:
             words = [value.strip("\"'")]
         out[key] = " ".join(words)
     return out
+
+
+def host_timezone(rootfs: Path) -> str:
+    """The host's IANA zone: the /etc/localtime link target (systemd's source of truth),
+    else /etc/timezone (older Debian); "" when neither says."""
+    try:
+        target = os.readlink(rootfs / "etc/localtime")
+        if "zoneinfo/" in target:
+            return target.split("zoneinfo/", 1)[1]
+    except OSError:
+        pass
+    try:
+        return (rootfs / "etc/timezone").read_text().strip().split()[0]
+    except (OSError, IndexError):
+        return ""

@@ -56,7 +56,7 @@ class MetricSample(_message.Message):
     def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., value: _Optional[float] = ..., time_unix_nano: _Optional[int] = ...) -> None: ...
 
 class OsSection(_message.Message):
-    __slots__ = ("hostname", "os_name", "os_id", "os_version", "kernel", "arch", "boot_time_unix", "agent_version")
+    __slots__ = ("hostname", "os_name", "os_id", "os_version", "kernel", "arch", "boot_time_unix", "agent_version", "timezone")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     OS_NAME_FIELD_NUMBER: _ClassVar[int]
     OS_ID_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,7 @@ class OsSection(_message.Message):
     ARCH_FIELD_NUMBER: _ClassVar[int]
     BOOT_TIME_UNIX_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     os_name: str
     os_id: str
@@ -73,7 +74,8 @@ class OsSection(_message.Message):
     arch: str
     boot_time_unix: int
     agent_version: str
-    def __init__(self, hostname: _Optional[str] = ..., os_name: _Optional[str] = ..., os_id: _Optional[str] = ..., os_version: _Optional[str] = ..., kernel: _Optional[str] = ..., arch: _Optional[str] = ..., boot_time_unix: _Optional[int] = ..., agent_version: _Optional[str] = ...) -> None: ...
+    timezone: str
+    def __init__(self, hostname: _Optional[str] = ..., os_name: _Optional[str] = ..., os_id: _Optional[str] = ..., os_version: _Optional[str] = ..., kernel: _Optional[str] = ..., arch: _Optional[str] = ..., boot_time_unix: _Optional[int] = ..., agent_version: _Optional[str] = ..., timezone: _Optional[str] = ...) -> None: ...
 
 class HardwareSection(_message.Message):
     __slots__ = ("cpu_model", "cpu_cores_logical", "cpu_cores_physical", "memory_bytes", "swap_bytes", "virtualization", "disks")
