@@ -109,6 +109,51 @@ def cmd_host_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from warden.collector.rules.loader import check
+
+    paths = args.paths or [_config(args).rules_dir]
+    ruleset, errors = check(paths)
+    if errors:
+        for e in errors:
+            print(e, file=sys.stderr)
+        print(f"{len(errors)} error(s)", file=sys.stderr)
+        return 1
+    assert ruleset is not None
+    kinds: dict[str, int] = {}
+    for r in ruleset.rules:
+        kinds[r.common.kind] = kinds.get(r.common.kind, 0) + 1
+    detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    print(f"OK: {len(ruleset.rules)} rules ({detail or 'none'}) in {len(ruleset.files)} file(s)")
+    return 0
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    from warden.collector.rules.spec import RuleError
+    from warden.collector.rules.testing import run_file
+
+    failed = total = 0
+    for path in args.files:
+        try:
+            results = run_file(Path(path))
+        except (RuleError, OSError) as exc:
+            print(f"{path}: ERROR {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        for r in results:
+            total += 1
+            if r.ok:
+                print(f"  PASS {path}: {r.name}")
+            else:
+                failed += 1
+                print(f"  FAIL {path}: {r.name}")
+                for f in r.failures:
+                    print(f"       {f}")
+    passed = max(0, total - failed)
+    print(f"{passed}/{total} tests passed" + (f", {failed} failed" if failed else ""))
+    return 1 if failed else 0
+
+
 def cmd_config_example(args: argparse.Namespace) -> int:
     from warden.collector.config import render_example
 
@@ -144,6 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("host")
     h.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     h.set_defaults(func=cmd_host_revoke)
+
+    rules = sub.add_parser("rules", help="alerting rules").add_subparsers(dest="rules_cmd", required=True)
+    r = rules.add_parser("check", help="validate rule files; print file:line and what is wrong")
+    r.add_argument("paths", nargs="*", type=Path,
+                   help="rule files or directories (default: the configured dir)")
+    r.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    r.set_defaults(func=cmd_rules_check)
+    r = rules.add_parser("test", help="run rule unit tests (input series/events, expected alerts)")
+    r.add_argument("files", nargs="+", type=Path)
+    r.set_defaults(func=cmd_rules_test)
 
     c = sub.add_parser("config", help="configuration").add_subparsers(dest="config_cmd", required=True)
     c.add_parser("example", help="print every option with its default").set_defaults(func=cmd_config_example)

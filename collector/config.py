@@ -77,12 +77,23 @@ class InfluxSection:
 
 
 @dataclass(frozen=True)
+class RulesSection:
+    dir: str = _doc("", "Directory of rule files (*.yml); empty = the default pack shipped with Warden. "
+                        "Reloaded on SIGHUP and when a file changes.")
+    tick: str = _doc("1s", "How often rules re-evaluate without news (for:, windows, host checks).")
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     collector: CollectorSection = field(default_factory=CollectorSection)
     tls: TlsSection = field(default_factory=TlsSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
     retention: RetentionSection = field(default_factory=RetentionSection)
     influx: InfluxSection = field(default_factory=InfluxSection)
+    rules: RulesSection = field(default_factory=RulesSection)
+    # [alerts]: grouping, receivers (webhooks, email, files) and inhibition; validated by
+    # warden.collector.alerts.config (nested tables do not fit the flat sections above).
+    alerts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
@@ -95,6 +106,16 @@ class CollectorConfig:
     @property
     def tls_dir(self) -> Path:
         return self.data_dir / "tls"
+
+    @property
+    def rules_dir(self) -> Path:
+        if self.rules.dir:
+            return Path(self.rules.dir)
+        return Path(__file__).resolve().parent.parent / "rules"
+
+    @property
+    def alerts_db_path(self) -> Path:
+        return self.data_dir / "alerts.db"
 
     def seconds(self, value: str) -> int:
         return parse_ttl(value)
@@ -133,12 +154,22 @@ def load_config(path: Path | None) -> CollectorConfig:
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
-    cfg = _build(CollectorConfig, data, "")
+    alerts = data.pop("alerts", {})
+    if not isinstance(alerts, dict):
+        raise ConfigError("alerts must be a table")
+    try:
+        from warden.collector.alerts.config import NotifyConfig
+
+        NotifyConfig.from_mapping(alerts)
+    except ValueError as exc:
+        raise ConfigError(f"alerts: {exc}") from exc
+    cfg = dataclasses.replace(_build(CollectorConfig, data, ""), alerts=alerts)
     for name in ("heartbeat",):
         _duration(getattr(cfg.collector, name), f"collector.{name}")
     _duration(cfg.tls.client_cert_lifetime, "tls.client_cert_lifetime")
     for name in ("metrics", "events", "interval"):
         _duration(getattr(cfg.retention, name), f"retention.{name}")
+    _duration(cfg.rules.tick, "rules.tick")
     return cfg
 
 
@@ -158,6 +189,9 @@ def render_example() -> str:
     """The documented default configuration as TOML."""
     lines = ["# warden-collector configuration: every option with its default.", ""]
     for section in dataclasses.fields(CollectorConfig):
+        if section.name == "alerts":
+            lines += _ALERTS_EXAMPLE
+            continue
         lines.append(f"[{section.name}]")
         for f in dataclasses.fields(section.default_factory):  # type: ignore[arg-type]
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
@@ -175,3 +209,33 @@ def _toml(v: Any) -> str:
     if isinstance(v, list):
         return "[" + ", ".join(_toml(x) for x in v) + "]"
     return str(v)
+
+
+_ALERTS_EXAMPLE = [
+    "# [alerts]: how alerts are grouped and where notifications go (all optional).",
+    "# [alerts]",
+    '# group_by = ["alertname", "host"]   # one notification per group',
+    '# group_wait = "10s"                 # wait this long to batch a new group',
+    '# group_interval = "1m"              # then send a group\'s changes at most this often',
+    '# repeat_interval = "4h"             # re-send still-firing (unacknowledged) alerts',
+    "# [[alerts.webhooks]]                # JSON, HMAC-SHA256 signed (X-Warden-Signature)",
+    '# name = "ops"',
+    '# url = "https://hooks.example.org/warden"',
+    '# secret = "change-me"',
+    '# min_severity = "warning"',
+    "# [[alerts.email]]",
+    '# name = "duty"',
+    '# host = "smtp.example.org"',
+    "# port = 587",
+    '# security = "starttls"               # none | starttls | ssl',
+    '# from = "warden@example.org"',
+    '# to = ["duty@example.org"]',
+    "# [[alerts.files]]",
+    '# name = "log"',
+    '# path = "/var/log/warden/alerts.jsonl"',
+    "# [[alerts.inhibit]]                  # a silent host does not also page for each of its checks",
+    '# source = { alertname = "host_silent" }',
+    "# target = {}",
+    '# equal = ["host"]',
+    "",
+]

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from warden.collector.records import Batch, CommitResult, MetricSample
+from warden.collector.records import Batch, CommitResult, MetricSample, Record
 from warden.collector.store.base import Store
 from warden.collector.telemetry import Telemetry
 
@@ -27,12 +27,16 @@ T = TypeVar("T")
 
 # Receives (host_id, newly stored metric samples) after each commit; e.g. InfluxSink.submit.
 MetricsSink = Callable[[str, Sequence[MetricSample]], None]
+# Receives (host_id, every newly stored record) after each commit; e.g. AlertPipeline.submit.
+RecordObserver = Callable[[str, Sequence[Record]], None]
 
 
 class Ingest:
     def __init__(self, store: Store, telemetry: Telemetry, sinks: Sequence[MetricsSink] = (),
-                 max_group_records: int = 50_000, max_pending_records: int = 100_000) -> None:
+                 max_group_records: int = 50_000, max_pending_records: int = 100_000,
+                 observers: Sequence[RecordObserver] = ()) -> None:
         self._store = store
+        self.observers = list(observers)
         self._telemetry = telemetry
         self._sinks = list(sinks)
         self._max_group_records = max_group_records
@@ -123,6 +127,15 @@ class Ingest:
             dup += res.skipped
             if not fut.done():
                 fut.set_result(res)
+            if self.observers and res.skipped < len(batch.records):
+                fresh = batch.records[res.skipped:] if res.skipped else batch.records
+                if res.derived:
+                    fresh = [*fresh, *res.derived]
+                for observe in self.observers:
+                    try:
+                        observe(batch.host_id, fresh)
+                    except Exception:  # an observer never stops ingestion
+                        log.exception("record observer failed")
             if self._sinks and res.skipped < len(batch.records):
                 samples = [r for r in batch.records[res.skipped:] if type(r) is MetricSample]
                 if samples:

@@ -87,6 +87,9 @@ def pin_of(cert_pem: bytes) -> str:
     return "sha256:" + hashlib.sha256(spki).hexdigest()[:32]
 
 
+OPERATOR_PREFIX = "operator:"
+
+
 def valid_host_id(s: str) -> bool:
     """1..253 chars of [A-Za-z0-9._-], not starting with '.' or '-' (hostnames, FQDNs)."""
     return isinstance(s, str) and _HOST_ID_RE.fullmatch(s) is not None
@@ -318,16 +321,31 @@ class CollectorPKI:
         if cn != host_id:
             raise CsrRefused(f"CSR common name {cn!r} does not match host id {host_id!r}")
         _check_client_key(key)
+        return self._issue_client(key, host_id, lifetime_seconds, now)
 
+    def issue_operator_cert(self, name: str, lifetime_seconds: int) -> tuple[bytes, IssuedCert]:
+        """A key and client certificate for an operator (CN "operator:NAME"), for the alert feed.
+
+        The ':' makes it impossible for an agent to enroll under an operator's name (host ids
+        cannot contain one), and agents' certificates can never call the operator RPCs.
+        """
+        if not valid_host_id(name):
+            raise ValueError(f"invalid operator name {name!r}: letters, digits, '.', '_', '-'")
+        key = ec.generate_private_key(ec.SECP256R1())
+        issued = self._issue_client(key.public_key(), f"{OPERATOR_PREFIX}{name}", lifetime_seconds,
+                                    datetime.now(UTC))
+        return _key_pem(key), issued
+
+    def _issue_client(self, key: object, cn: str, lifetime_seconds: int, now: datetime) -> IssuedCert:
         not_before = now - CLOCK_SKEW
         # A certificate cannot usefully outlive the CA that vouches for it.
         not_after = min(now + timedelta(seconds=lifetime_seconds), self._ca_cert.not_valid_after_utc)
         serial = x509.random_serial_number()
         cert = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host_id)]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
             .issuer_name(self._ca_cert.subject)
-            .public_key(key)
+            .public_key(key)  # type: ignore[arg-type]
             .serial_number(serial)
             .not_valid_before(not_before)
             .not_valid_after(not_after)

@@ -59,8 +59,10 @@ class CommitResult:
 
     `committed_seq` is the host/spool high-water mark after the commit (what the agent is acked);
     `skipped` is how many leading records of the batch were already stored (duplicates), so
-    `batch.records[skipped:]` are the records that were stored by this commit.
+    `batch.records[skipped:]` are the records that were stored by this commit, and `derived`
+    the events stored with them (the machine register's change events).
     """
 
     committed_seq: int
     skipped: int
+    derived: tuple[Event, ...] = ()  # events the store made from these records (register changes)

@@ -95,6 +95,16 @@ class Store(Protocol):
 
     def revoked_serials(self) -> set[str]: ...
 
+    # --- operators (people and tools following the alert feed) ------------------------------
+    def add_operator_cert(self, name: str, cert_serial: str, not_before_ns: int, not_after_ns: int,
+                          now_ns: int) -> None: ...
+
+    def operator_of(self, cert_serial: str) -> str | None:
+        """The operator name of a valid (issued, unrevoked) operator certificate, else None."""
+
+    def revoke_operator(self, name: str, now_ns: int) -> int:
+        """Revoke every certificate of the operator; return how many."""
+
     def change_counter(self) -> int:
         """A number that changes whenever any connection (another process too) commits
         to the store; cheap to poll (PRAGMA data_version on SQLite)."""

@@ -33,7 +33,7 @@ from warden.collector.store.base import (
     TokenRefused,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: operators
 
 BUSY_TIMEOUT_MS = 5000
 # Rows deleted per retention transaction: small enough that the ingest writer never waits
@@ -72,6 +72,14 @@ CREATE TABLE IF NOT EXISTS certificates (
     revoked_ns    INTEGER
 );
 CREATE INDEX IF NOT EXISTS certificates_host ON certificates(host_id);
+CREATE TABLE IF NOT EXISTS operators (
+    serial        TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    not_before_ns INTEGER NOT NULL,
+    not_after_ns  INTEGER NOT NULL,
+    created_ns    INTEGER NOT NULL,
+    revoked_ns    INTEGER
+);
 CREATE TABLE IF NOT EXISTS spools (
     host_id       TEXT NOT NULL,
     spool_id      TEXT NOT NULL,
@@ -319,6 +327,23 @@ class SqliteStore:
                                "WHERE host_id = ? AND revoked_ns IS NULL", (now_ns, host_id))
             return cur.rowcount
 
+    def add_operator_cert(self, name: str, cert_serial: str, not_before_ns: int, not_after_ns: int,
+                          now_ns: int) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT INTO operators (serial, name, not_before_ns, not_after_ns, created_ns) "
+                         "VALUES (?, ?, ?, ?, ?)", (cert_serial.lower(), name, not_before_ns, not_after_ns,
+                                                    now_ns))
+
+    def operator_of(self, cert_serial: str) -> str | None:
+        row = self._reader().execute("SELECT name FROM operators WHERE serial = ? AND revoked_ns IS NULL",
+                                     (cert_serial.lower(),)).fetchone()
+        return row[0] if row else None
+
+    def revoke_operator(self, name: str, now_ns: int) -> int:
+        with self._tx() as conn:
+            return conn.execute("UPDATE operators SET revoked_ns = ? WHERE name = ? AND revoked_ns IS NULL",
+                                (now_ns, name)).rowcount
+
     def is_revoked(self, cert_serial: str) -> bool:
         row = self._reader().execute("SELECT revoked_ns FROM certificates WHERE serial = ?",
                                      (cert_serial.lower(),)).fetchone()
@@ -410,6 +435,7 @@ class SqliteStore:
                         continue
                     skipped = committed - b.first_seq + 1 if b.first_seq <= committed else 0
                     records = b.records[skipped:] if skipped else b.records
+                    derived: list[Event] = []
                     for r in records:
                         if type(r) is MetricSample:
                             skey = (host, r.name, tuple(r.labels.items()))
@@ -425,13 +451,14 @@ class SqliteStore:
                                            r.raw, r.source))
                         elif type(r) is InventorySection:
                             for e in self._put_inventory(conn, host, r):
+                                derived.append(e)
                                 events.append((host, e.time_ns, e.kind, e.severity, _dumps(e.fields),
                                                e.raw, e.source))
                         else:
                             raise TypeError(f"unknown record type {type(r).__name__}")
                     marks[key] = b.last_seq
                     dirty_marks.add(key)
-                    results.append(CommitResult(b.last_seq, skipped))
+                    results.append(CommitResult(b.last_seq, skipped, tuple(derived)))
 
                 if samples:
                     conn.executemany("INSERT OR REPLACE INTO samples (series_id, time_ns, value) "

@@ -24,31 +24,53 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16warden/v1/alerts.proto\x12\twarden.v1\"\xa5\x01\n\x12WatchAlertsRequest\x12\x16\n\x0e\x61\x66ter_position\x18\x01 \x01(\x04\x12\x10\n\x08\x66rom_now\x18\x02 \x01(\x08\x12\x37\n\x05match\x18\x03 \x03(\x0b\x32(.warden.v1.WatchAlertsRequest.MatchEntry\x1a,\n\nMatchEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf8\x03\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x10\n\x08severity\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12,\n\x06labels\x18\x06 \x03(\x0b\x32\x1c.warden.v1.Alert.LabelsEntry\x12\x36\n\x0b\x61nnotations\x18\x07 \x03(\x0b\x32!.warden.v1.Alert.AnnotationsEntry\x12\x18\n\x10starts_unix_nano\x18\x08 \x01(\x03\x12\x17\n\x0f\x66ired_unix_nano\x18\t \x01(\x03\x12\x16\n\x0e\x65nds_unix_nano\x18\n \x01(\x03\x12\r\n\x05value\x18\x0b \x01(\x01\x12\x17\n\x0f\x61\x63knowledged_by\x18\x0c \x01(\t\x12\x1e\n\x16\x61\x63knowledged_unix_nano\x18\r \x01(\x03\x12\x1b\n\x13\x61\x63knowledge_comment\x18\x0e \x01(\t\x12\x13\n\x0bsilenced_by\x18\x0f \x03(\x04\x12\x11\n\tinhibited\x18\x10 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x86\x01\n\tFeedEntry\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x16\n\x0etime_unix_nano\x18\x02 \x01(\x03\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x1f\n\x05\x61lert\x18\x04 \x01(\x0b\x32\x10.warden.v1.Alert\x12\x13\n\x0b\x64\x65tail_json\x18\x05 \x01(\t\x12\x0b\n\x03gap\x18\x06 \x01(\x08\x32N\n\x06\x41lerts\x12\x44\n\x0bWatchAlerts\x12\x1d.warden.v1.WatchAlertsRequest\x1a\x14.warden.v1.FeedEntry0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16warden/v1/alerts.proto\x12\twarden.v1\"\x9b\x01\n\x11ListAlertsRequest\x12 \n\x18resolved_since_unix_nano\x18\x01 \x01(\x03\x12\x36\n\x05match\x18\x02 \x03(\x0b\x32\'.warden.v1.ListAlertsRequest.MatchEntry\x1a,\n\nMatchEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x12ListAlertsResponse\x12 \n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x10.warden.v1.Alert\"G\n\x12\x41\x63knowledgeRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\x12\x0e\n\x06remove\x18\x03 \x01(\x08\":\n\x0eSilenceMatcher\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\n\n\x02op\x18\x03 \x01(\t\"\xa5\x01\n\x07Silence\x12\n\n\x02id\x18\x01 \x01(\x04\x12+\n\x08matchers\x18\x02 \x03(\x0b\x32\x19.warden.v1.SilenceMatcher\x12\x18\n\x10starts_unix_nano\x18\x03 \x01(\x03\x12\x16\n\x0e\x65nds_unix_nano\x18\x04 \x01(\x03\x12\x0e\n\x06\x61uthor\x18\x05 \x01(\t\x12\x0f\n\x07\x63omment\x18\x06 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x07 \x01(\x08\"\x86\x01\n\x14\x43reateSilenceRequest\x12+\n\x08matchers\x18\x01 \x03(\x0b\x32\x19.warden.v1.SilenceMatcher\x12\x18\n\x10starts_unix_nano\x18\x02 \x01(\x03\x12\x16\n\x0e\x65nds_unix_nano\x18\x03 \x01(\x03\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\"\"\n\x14\x45xpireSilenceRequest\x12\n\n\x02id\x18\x01 \x01(\x04\".\n\x13ListSilencesRequest\x12\x17\n\x0finclude_expired\x18\x01 \x01(\x08\"<\n\x14ListSilencesResponse\x12$\n\x08silences\x18\x01 \x03(\x0b\x32\x12.warden.v1.Silence\"\xa5\x01\n\x12WatchAlertsRequest\x12\x16\n\x0e\x61\x66ter_position\x18\x01 \x01(\x04\x12\x10\n\x08\x66rom_now\x18\x02 \x01(\x08\x12\x37\n\x05match\x18\x03 \x03(\x0b\x32(.warden.v1.WatchAlertsRequest.MatchEntry\x1a,\n\nMatchEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf8\x03\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x10\n\x08severity\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12,\n\x06labels\x18\x06 \x03(\x0b\x32\x1c.warden.v1.Alert.LabelsEntry\x12\x36\n\x0b\x61nnotations\x18\x07 \x03(\x0b\x32!.warden.v1.Alert.AnnotationsEntry\x12\x18\n\x10starts_unix_nano\x18\x08 \x01(\x03\x12\x17\n\x0f\x66ired_unix_nano\x18\t \x01(\x03\x12\x16\n\x0e\x65nds_unix_nano\x18\n \x01(\x03\x12\r\n\x05value\x18\x0b \x01(\x01\x12\x17\n\x0f\x61\x63knowledged_by\x18\x0c \x01(\t\x12\x1e\n\x16\x61\x63knowledged_unix_nano\x18\r \x01(\x03\x12\x1b\n\x13\x61\x63knowledge_comment\x18\x0e \x01(\t\x12\x13\n\x0bsilenced_by\x18\x0f \x03(\x04\x12\x11\n\tinhibited\x18\x10 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x86\x01\n\tFeedEntry\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x16\n\x0etime_unix_nano\x18\x02 \x01(\x03\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x1f\n\x05\x61lert\x18\x04 \x01(\x0b\x32\x10.warden.v1.Alert\x12\x13\n\x0b\x64\x65tail_json\x18\x05 \x01(\t\x12\x0b\n\x03gap\x18\x06 \x01(\x08\x32\xb6\x03\n\x06\x41lerts\x12\x44\n\x0bWatchAlerts\x12\x1d.warden.v1.WatchAlertsRequest\x1a\x14.warden.v1.FeedEntry0\x01\x12I\n\nListAlerts\x12\x1c.warden.v1.ListAlertsRequest\x1a\x1d.warden.v1.ListAlertsResponse\x12>\n\x0b\x41\x63knowledge\x12\x1d.warden.v1.AcknowledgeRequest\x1a\x10.warden.v1.Alert\x12\x44\n\rCreateSilence\x12\x1f.warden.v1.CreateSilenceRequest\x1a\x12.warden.v1.Silence\x12\x44\n\rExpireSilence\x12\x1f.warden.v1.ExpireSilenceRequest\x1a\x12.warden.v1.Silence\x12O\n\x0cListSilences\x12\x1e.warden.v1.ListSilencesRequest\x1a\x1f.warden.v1.ListSilencesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'warden.v1.alerts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTALERTSREQUEST_MATCHENTRY']._loaded_options = None
+  _globals['_LISTALERTSREQUEST_MATCHENTRY']._serialized_options = b'8\001'
   _globals['_WATCHALERTSREQUEST_MATCHENTRY']._loaded_options = None
   _globals['_WATCHALERTSREQUEST_MATCHENTRY']._serialized_options = b'8\001'
   _globals['_ALERT_LABELSENTRY']._loaded_options = None
   _globals['_ALERT_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_ALERT_ANNOTATIONSENTRY']._loaded_options = None
   _globals['_ALERT_ANNOTATIONSENTRY']._serialized_options = b'8\001'
-  _globals['_WATCHALERTSREQUEST']._serialized_start=38
-  _globals['_WATCHALERTSREQUEST']._serialized_end=203
-  _globals['_WATCHALERTSREQUEST_MATCHENTRY']._serialized_start=159
-  _globals['_WATCHALERTSREQUEST_MATCHENTRY']._serialized_end=203
-  _globals['_ALERT']._serialized_start=206
-  _globals['_ALERT']._serialized_end=710
-  _globals['_ALERT_LABELSENTRY']._serialized_start=613
-  _globals['_ALERT_LABELSENTRY']._serialized_end=658
-  _globals['_ALERT_ANNOTATIONSENTRY']._serialized_start=660
-  _globals['_ALERT_ANNOTATIONSENTRY']._serialized_end=710
-  _globals['_FEEDENTRY']._serialized_start=713
-  _globals['_FEEDENTRY']._serialized_end=847
-  _globals['_ALERTS']._serialized_start=849
-  _globals['_ALERTS']._serialized_end=927
+  _globals['_LISTALERTSREQUEST']._serialized_start=38
+  _globals['_LISTALERTSREQUEST']._serialized_end=193
+  _globals['_LISTALERTSREQUEST_MATCHENTRY']._serialized_start=149
+  _globals['_LISTALERTSREQUEST_MATCHENTRY']._serialized_end=193
+  _globals['_LISTALERTSRESPONSE']._serialized_start=195
+  _globals['_LISTALERTSRESPONSE']._serialized_end=249
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=251
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=322
+  _globals['_SILENCEMATCHER']._serialized_start=324
+  _globals['_SILENCEMATCHER']._serialized_end=382
+  _globals['_SILENCE']._serialized_start=385
+  _globals['_SILENCE']._serialized_end=550
+  _globals['_CREATESILENCEREQUEST']._serialized_start=553
+  _globals['_CREATESILENCEREQUEST']._serialized_end=687
+  _globals['_EXPIRESILENCEREQUEST']._serialized_start=689
+  _globals['_EXPIRESILENCEREQUEST']._serialized_end=723
+  _globals['_LISTSILENCESREQUEST']._serialized_start=725
+  _globals['_LISTSILENCESREQUEST']._serialized_end=771
+  _globals['_LISTSILENCESRESPONSE']._serialized_start=773
+  _globals['_LISTSILENCESRESPONSE']._serialized_end=833
+  _globals['_WATCHALERTSREQUEST']._serialized_start=836
+  _globals['_WATCHALERTSREQUEST']._serialized_end=1001
+  _globals['_WATCHALERTSREQUEST_MATCHENTRY']._serialized_start=149
+  _globals['_WATCHALERTSREQUEST_MATCHENTRY']._serialized_end=193
+  _globals['_ALERT']._serialized_start=1004
+  _globals['_ALERT']._serialized_end=1508
+  _globals['_ALERT_LABELSENTRY']._serialized_start=1411
+  _globals['_ALERT_LABELSENTRY']._serialized_end=1456
+  _globals['_ALERT_ANNOTATIONSENTRY']._serialized_start=1458
+  _globals['_ALERT_ANNOTATIONSENTRY']._serialized_end=1508
+  _globals['_FEEDENTRY']._serialized_start=1511
+  _globals['_FEEDENTRY']._serialized_end=1645
+  _globals['_ALERTS']._serialized_start=1648
+  _globals['_ALERTS']._serialized_end=2086
 # @@protoc_insertion_point(module_scope)

@@ -39,6 +39,31 @@ class AlertsStub:
                 request_serializer=warden_dot_v1_dot_alerts__pb2.WatchAlertsRequest.SerializeToString,
                 response_deserializer=warden_dot_v1_dot_alerts__pb2.FeedEntry.FromString,
                 _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/warden.v1.Alerts/ListAlerts',
+                request_serializer=warden_dot_v1_dot_alerts__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=warden_dot_v1_dot_alerts__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
+        self.Acknowledge = channel.unary_unary(
+                '/warden.v1.Alerts/Acknowledge',
+                request_serializer=warden_dot_v1_dot_alerts__pb2.AcknowledgeRequest.SerializeToString,
+                response_deserializer=warden_dot_v1_dot_alerts__pb2.Alert.FromString,
+                _registered_method=True)
+        self.CreateSilence = channel.unary_unary(
+                '/warden.v1.Alerts/CreateSilence',
+                request_serializer=warden_dot_v1_dot_alerts__pb2.CreateSilenceRequest.SerializeToString,
+                response_deserializer=warden_dot_v1_dot_alerts__pb2.Silence.FromString,
+                _registered_method=True)
+        self.ExpireSilence = channel.unary_unary(
+                '/warden.v1.Alerts/ExpireSilence',
+                request_serializer=warden_dot_v1_dot_alerts__pb2.ExpireSilenceRequest.SerializeToString,
+                response_deserializer=warden_dot_v1_dot_alerts__pb2.Silence.FromString,
+                _registered_method=True)
+        self.ListSilences = channel.unary_unary(
+                '/warden.v1.Alerts/ListSilences',
+                request_serializer=warden_dot_v1_dot_alerts__pb2.ListSilencesRequest.SerializeToString,
+                response_deserializer=warden_dot_v1_dot_alerts__pb2.ListSilencesResponse.FromString,
+                _registered_method=True)
 
 
 class AlertsServicer:
@@ -54,6 +79,38 @@ class AlertsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAlerts(self, request, context):
+        """Open alerts (pending and firing), and resolved ones since `resolved_since`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Acknowledge(self, request, context):
+        """The author of an acknowledgement or silence is the caller's certificate name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSilence(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExpireSilence(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSilences(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +118,31 @@ def add_AlertsServicer_to_server(servicer, server):
                     servicer.WatchAlerts,
                     request_deserializer=warden_dot_v1_dot_alerts__pb2.WatchAlertsRequest.FromString,
                     response_serializer=warden_dot_v1_dot_alerts__pb2.FeedEntry.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=warden_dot_v1_dot_alerts__pb2.ListAlertsRequest.FromString,
+                    response_serializer=warden_dot_v1_dot_alerts__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'Acknowledge': grpc.unary_unary_rpc_method_handler(
+                    servicer.Acknowledge,
+                    request_deserializer=warden_dot_v1_dot_alerts__pb2.AcknowledgeRequest.FromString,
+                    response_serializer=warden_dot_v1_dot_alerts__pb2.Alert.SerializeToString,
+            ),
+            'CreateSilence': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSilence,
+                    request_deserializer=warden_dot_v1_dot_alerts__pb2.CreateSilenceRequest.FromString,
+                    response_serializer=warden_dot_v1_dot_alerts__pb2.Silence.SerializeToString,
+            ),
+            'ExpireSilence': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpireSilence,
+                    request_deserializer=warden_dot_v1_dot_alerts__pb2.ExpireSilenceRequest.FromString,
+                    response_serializer=warden_dot_v1_dot_alerts__pb2.Silence.SerializeToString,
+            ),
+            'ListSilences': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSilences,
+                    request_deserializer=warden_dot_v1_dot_alerts__pb2.ListSilencesRequest.FromString,
+                    response_serializer=warden_dot_v1_dot_alerts__pb2.ListSilencesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +172,141 @@ class Alerts:
             '/warden.v1.Alerts/WatchAlerts',
             warden_dot_v1_dot_alerts__pb2.WatchAlertsRequest.SerializeToString,
             warden_dot_v1_dot_alerts__pb2.FeedEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warden.v1.Alerts/ListAlerts',
+            warden_dot_v1_dot_alerts__pb2.ListAlertsRequest.SerializeToString,
+            warden_dot_v1_dot_alerts__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Acknowledge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warden.v1.Alerts/Acknowledge',
+            warden_dot_v1_dot_alerts__pb2.AcknowledgeRequest.SerializeToString,
+            warden_dot_v1_dot_alerts__pb2.Alert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSilence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warden.v1.Alerts/CreateSilence',
+            warden_dot_v1_dot_alerts__pb2.CreateSilenceRequest.SerializeToString,
+            warden_dot_v1_dot_alerts__pb2.Silence.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExpireSilence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warden.v1.Alerts/ExpireSilence',
+            warden_dot_v1_dot_alerts__pb2.ExpireSilenceRequest.SerializeToString,
+            warden_dot_v1_dot_alerts__pb2.Silence.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSilences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warden.v1.Alerts/ListSilences',
+            warden_dot_v1_dot_alerts__pb2.ListSilencesRequest.SerializeToString,
+            warden_dot_v1_dot_alerts__pb2.ListSilencesResponse.FromString,
             options,
             channel_credentials,
             insecure,
