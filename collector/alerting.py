@@ -114,12 +114,16 @@ class AlertPipeline:
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Load the rules (a broken set at start-up raises RuleErrors: nothing good to keep)."""
-        ruleset = load_rules(self.rules_dir)
+        """Load the rules and start the thread. A broken rule set at start-up leaves the
+        collector running without rules (ingest matters more) and says so in `status`."""
         self._files_sig = self._signature()
         now = time.time_ns()
-        self.engine.replace_rules(ruleset, now)
-        self._loaded(ruleset, now)
+        try:
+            ruleset = load_rules(self.rules_dir)
+            self.engine.replace_rules(ruleset, now)
+            self._loaded(ruleset, now)
+        except RuleErrors as exc:
+            self._failed_load(exc, now)
         saved = self.manager.load_engine_state()
         if saved:
             self.engine.restore(saved)
@@ -240,12 +244,7 @@ class AlertPipeline:
         try:
             ruleset = load_rules(self.rules_dir)
         except RuleErrors as exc:
-            self.status.last_reload_ok = False
-            self.status.last_error = str(exc)
-            self.status.last_reload_ns = now
-            self._telemetry.inc("warden_collector_rules_reloads_total", result="error")
-            log.error("rules reload failed; the last good rules (%d) stay in force:\n%s",
-                      self.status.loaded, exc)
+            self._failed_load(exc, now)
             return []
         if ruleset.digest == self.engine.ruleset.digest and not forced:
             return []
@@ -254,6 +253,14 @@ class AlertPipeline:
         self._telemetry.inc("warden_collector_rules_reloads_total", result="ok")
         log.info("rules reloaded: %d rules from %d files", len(ruleset.rules), len(ruleset.files))
         return out
+
+    def _failed_load(self, exc: RuleErrors, now: int) -> None:
+        self.status.last_reload_ok = False
+        self.status.last_error = str(exc)
+        self.status.last_reload_ns = now
+        self._telemetry.inc("warden_collector_rules_reloads_total", result="error")
+        log.error("rules in %s do not load; the last good rules (%d) stay in force:\n%s",
+                  self.rules_dir, self.status.loaded, exc)
 
     def _loaded(self, ruleset: RuleSet, now: int) -> None:
         self.status.loaded = len(ruleset.rules)

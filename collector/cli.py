@@ -154,6 +154,172 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _alerts_stub(args: argparse.Namespace):  # noqa: ANN202 - (config, stub, channel)
+    from warden.collector import operator
+    from warden.v1 import alerts_pb2_grpc
+
+    cfg = _config(args)
+    ch = operator.channel(cfg, operator.cli_files(cfg), args.address)
+    return cfg, alerts_pb2_grpc.AlertsStub(ch), ch
+
+
+def _alert_line(a) -> str:  # noqa: ANN001 - an alerts_pb2.Alert
+    flags = []
+    if a.acknowledged_by:
+        flags.append(f"acked by {a.acknowledged_by}")
+    if a.silenced_by:
+        flags.append("silenced")
+    if a.inhibited:
+        flags.append("inhibited")
+    since = _when(a.fired_unix_nano or a.starts_unix_nano)
+    return (f"{a.id:>6} {a.state:8} {a.severity:8} {since:21} {a.annotations.get('summary', a.rule)}"
+            + (f"  [{', '.join(flags)}]" if flags else ""))
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """List open alerts, or follow the feed (resuming after --after POSITION)."""
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from warden.v1 import alerts_pb2
+
+    _, stub, ch = _alerts_stub(args)
+    match = dict(kv.split("=", 1) for kv in args.match)
+    try:
+        if not args.follow:
+            resp = stub.ListAlerts(alerts_pb2.ListAlertsRequest(match=match), timeout=30)
+            if args.json:
+                for a in resp.alerts:
+                    print(json.dumps(MessageToDict(a, preserving_proto_field_name=True), sort_keys=True))
+            else:
+                print(f"{'ID':>6} {'STATE':8} {'SEVERITY':8} {'SINCE':21} SUMMARY")
+                for a in resp.alerts:
+                    print(_alert_line(a))
+            return 0
+        req = alerts_pb2.WatchAlertsRequest(after_position=max(args.after, 0),
+                                            from_now=args.after < 0 and not args.all, match=match)
+        for e in stub.WatchAlerts(req):
+            if args.json:
+                print(json.dumps({"position": e.position, "time": _when(e.time_unix_nano), "kind": e.kind,
+                                  "gap": e.gap, **json.loads(e.detail_json)}, sort_keys=True), flush=True)
+            elif e.kind == "alert":
+                what = json.loads(e.detail_json).get("what", "")
+                print(f"[{e.position}] {_when(e.time_unix_nano)} {what:14} {_alert_line(e.alert)}",
+                      flush=True)
+            else:
+                print(f"[{e.position}] {_when(e.time_unix_nano)} silence {e.detail_json}", flush=True)
+    except grpc.RpcError as exc:
+        print(f"warden-collector: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        ch.close()
+    return 0
+
+
+def cmd_alerts_ack(args: argparse.Namespace) -> int:
+    import grpc
+
+    from warden.v1 import alerts_pb2
+
+    _, stub, ch = _alerts_stub(args)
+    try:
+        a = stub.Acknowledge(alerts_pb2.AcknowledgeRequest(alert_id=args.id, comment=args.comment,
+                                                           remove=args.remove), timeout=30)
+    except grpc.RpcError as exc:
+        print(f"warden-collector: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    finally:
+        ch.close()
+    print(_alert_line(a))
+    return 0
+
+
+def cmd_alerts_silence(args: argparse.Namespace) -> int:
+    import re
+
+    import grpc
+
+    from warden.collector import tokens
+    from warden.v1 import alerts_pb2
+
+    matchers = []
+    for m in args.match:
+        mm = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(=~|!=|=)(.*)", m)
+        if not mm:
+            print(f"warden-collector: bad matcher {m!r}: use label=value, label=~regex or label!=value",
+                  file=sys.stderr)
+            return 2
+        matchers.append(alerts_pb2.SilenceMatcher(label=mm.group(1), op=mm.group(2), value=mm.group(3)))
+    now = time.time_ns()
+    _, stub, ch = _alerts_stub(args)
+    try:
+        s = stub.CreateSilence(alerts_pb2.CreateSilenceRequest(
+            matchers=matchers, starts_unix_nano=now,
+            ends_unix_nano=now + tokens.parse_ttl(args.duration) * 10**9, comment=args.comment), timeout=30)
+    except grpc.RpcError as exc:
+        print(f"warden-collector: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    finally:
+        ch.close()
+    print(f"silence {s.id} by {s.author} until {_when(s.ends_unix_nano)}")
+    return 0
+
+
+def cmd_operator_cert(args: argparse.Namespace) -> int:
+    from warden.collector import operator
+
+    cfg = _config(args)
+    pki, store = _open(cfg)
+    try:
+        files = operator.issue(pki, store, args.name, args.out)
+    finally:
+        store.close()
+    print(f"operator {args.name}: key {files.key} (0600), certificate {files.cert}, CA {files.ca}")
+    return 0
+
+
+def cmd_operator_revoke(args: argparse.Namespace) -> int:
+    _, store = _open(_config(args))
+    try:
+        n = store.revoke_operator(args.name, time.time_ns())
+    finally:
+        store.close()
+    print(f"revoked {n} certificate(s) of operator {args.name}")
+    return 0 if n else 2
+
+
+def cmd_incident_report(args: argparse.Namespace) -> int:
+    from warden.collector.alerts.incident import render_report
+    from warden.collector.alerts.store import AlertStore
+    from warden.collector.store.sqlite import SqliteStore
+
+    cfg = _config(args)
+    store = SqliteStore(cfg.db_path)
+    alerts = AlertStore(cfg.alerts_db_path)
+    try:
+        text = render_report(alerts, store, args.alert_id, before_s=tokens_seconds(args.before),
+                             after_s=tokens_seconds(args.after))
+    except KeyError:
+        print(f"warden-collector: no alert {args.alert_id}", file=sys.stderr)
+        return 2
+    finally:
+        alerts.close()
+        store.close()
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text)
+    return 0
+
+
+def tokens_seconds(text: str) -> int:
+    from warden.collector.tokens import parse_ttl
+
+    return parse_ttl(text)
+
+
 def cmd_config_example(args: argparse.Namespace) -> int:
     from warden.collector.config import render_example
 
@@ -199,6 +365,54 @@ def build_parser() -> argparse.ArgumentParser:
     r = rules.add_parser("test", help="run rule unit tests (input series/events, expected alerts)")
     r.add_argument("files", nargs="+", type=Path)
     r.set_defaults(func=cmd_rules_test)
+
+    a = sub.add_parser("alerts", help="list open alerts, or follow the alert feed")
+    a.add_argument("--follow", "-f", action="store_true", help="follow the feed (WatchAlerts)")
+    a.add_argument("--after", type=int, default=-1,
+                   help="with --follow: resume after this feed position (default: only new changes)")
+    a.add_argument("--all", action="store_true", help="with --follow: replay the whole kept feed first")
+    a.add_argument("--json", action="store_true", help="one JSON object per line")
+    a.add_argument("--match", action="append", default=[], metavar="LABEL=VALUE")
+    a.add_argument("--address", help="collector report address (default: from the config)")
+    a.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    a.set_defaults(func=cmd_alerts)
+    asub = a.add_subparsers(dest="alerts_cmd")
+    x = asub.add_parser("ack", help="acknowledge an alert (author: your operator certificate)")
+    x.add_argument("id", type=int)
+    x.add_argument("--comment", default="")
+    x.add_argument("--remove", action="store_true", help="withdraw the acknowledgement")
+    x.add_argument("--address")
+    x.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    x.set_defaults(func=cmd_alerts_ack)
+    x = asub.add_parser("silence", help="silence matching alerts for a while")
+    x.add_argument("match", nargs="+", help="label=value, label=~regex or label!=value")
+    x.add_argument("--for", dest="duration", default="2h")
+    x.add_argument("--comment", required=True)
+    x.add_argument("--address")
+    x.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    x.set_defaults(func=cmd_alerts_silence)
+
+    op = sub.add_parser("operator", help="operator certificates for the alert feed").add_subparsers(
+        dest="operator_cmd", required=True)
+    o = op.add_parser("cert", help="issue a key and certificate for an operator or tool")
+    o.add_argument("name")
+    o.add_argument("--out", type=Path, required=True, help="directory for NAME.key, NAME.crt, ca.crt")
+    o.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    o.set_defaults(func=cmd_operator_cert)
+    o = op.add_parser("revoke", help="revoke an operator's certificates")
+    o.add_argument("name")
+    o.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    o.set_defaults(func=cmd_operator_revoke)
+
+    inc = sub.add_parser("incident", help="incident write-ups").add_subparsers(dest="incident_cmd",
+                                                                              required=True)
+    i = inc.add_parser("report", help="Markdown timeline of an alert with related events and metrics")
+    i.add_argument("alert_id", type=int)
+    i.add_argument("--before", default="1h", help="context before the alert started (default 1h)")
+    i.add_argument("--after", default="30m", help="context after it resolved (default 30m)")
+    i.add_argument("--output", "-o", help="write to this file instead of stdout")
+    i.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    i.set_defaults(func=cmd_incident_report)
 
     c = sub.add_parser("config", help="configuration").add_subparsers(dest="config_cmd", required=True)
     c.add_parser("example", help="print every option with its default").set_defaults(func=cmd_config_example)

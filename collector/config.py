@@ -158,9 +158,9 @@ def load_config(path: Path | None) -> CollectorConfig:
     if not isinstance(alerts, dict):
         raise ConfigError("alerts must be a table")
     try:
-        from warden.collector.alerts.config import NotifyConfig
+        from warden.collector.alerts.config import from_mapping
 
-        NotifyConfig.from_mapping(alerts)
+        from_mapping(alerts)
     except ValueError as exc:
         raise ConfigError(f"alerts: {exc}") from exc
     cfg = dataclasses.replace(_build(CollectorConfig, data, ""), alerts=alerts)

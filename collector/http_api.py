@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from warden.collector import compliance, overview
+from warden.collector.alerts.manager import AlertManager
 from warden.collector.servicer import StreamRegistry
 from warden.collector.sinks.influx import InfluxSink
 from warden.collector.store.base import Host, SeriesPoints, Store
@@ -34,8 +35,10 @@ def _series_json(s: SeriesPoints) -> dict[str, Any]:
 
 class HttpApi:
     def __init__(self, store: Store, telemetry: Telemetry, streams: StreamRegistry,
-                 sink: InfluxSink | None) -> None:
+                 sink: InfluxSink | None, alerts: AlertManager | None = None,
+                 rules_status: Callable[[], dict[str, Any]] | None = None) -> None:
         self._store, self._telemetry, self._streams, self._sink = store, telemetry, streams, sink
+        self._alerts, self._rules_status = alerts, rules_status
         app = web.Application()
         app.add_routes([
             web.get("/", self.overview),
@@ -48,6 +51,10 @@ class HttpApi:
             web.get("/api/v1/events", self.events),
             web.get("/api/v1/compliance/patches", self.patches),
             web.get("/api/v1/compliance/packages/{name}", self.package),
+            web.get("/api/v1/alerts", self.alerts),
+            web.get("/api/v1/alerts/{alert_id}", self.alert),
+            web.get("/api/v1/silences", self.silences),
+            web.get("/api/v1/rules/status", self.rules),
         ])
         self._app = app
         self._runner: web.AppRunner | None = None
@@ -85,6 +92,10 @@ class HttpApi:
             if stats.get("last_error") and stats.get("buffered"):
                 status = "degraded" if status == "ok" else status
         checks["streams_active"] = len(self._streams)
+        if self._rules_status is not None:
+            checks["rules"] = self._rules_status()
+            if not checks["rules"]["last_reload_ok"] and status == "ok":
+                status = "degraded"  # running on the last good rules
         checks["counters"] = self._telemetry.snapshot()
         return web.json_response({"status": status, **checks}, status=200 if status != "failing" else 503)
 
@@ -96,6 +107,45 @@ class HttpApi:
         now = time.time_ns()
         hosts = await self._read(self._store.list_hosts)
         return web.json_response({"hosts": [_host_json(h, now) for h in hosts]})
+
+    def _alert_manager(self) -> AlertManager:
+        if self._alerts is None:
+            raise web.HTTPNotFound(text="alerting is not running")
+        return self._alerts
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        """Open alerts; `?state=resolved&since=NS` for resolved ones; `?host=` to filter."""
+        mgr = self._alert_manager()
+        host = request.query.get("host") or None
+        if request.query.get("state") == "resolved":
+            since = int(request.query.get("since", "0") or 0)
+            items = [a for a in await self._read(mgr.history, since, time.time_ns() + 1, 1000, host)
+                     if a["state"] == "resolved"]
+        else:
+            items = [a for a in await self._read(mgr.active)
+                     if host is None or a["labels"].get("host") == host]
+        return web.json_response({"alerts": items})
+
+    async def alert(self, request: web.Request) -> web.Response:
+        mgr = self._alert_manager()
+        try:
+            alert_id = int(request.match_info["alert_id"])
+        except ValueError:
+            raise web.HTTPBadRequest(text="alert id must be an integer") from None
+        alert = await self._read(mgr.get, alert_id)
+        if alert is None:
+            raise web.HTTPNotFound(text=f"no alert {alert_id}")
+        return web.json_response({"alert": alert, "history": await self._read(mgr.alert_history, alert_id)})
+
+    async def silences(self, request: web.Request) -> web.Response:
+        mgr = self._alert_manager()
+        expired = request.query.get("expired") in ("1", "true")
+        return web.json_response({"silences": await self._read(mgr.silences, expired)})
+
+    async def rules(self, request: web.Request) -> web.Response:
+        if self._rules_status is None:
+            raise web.HTTPNotFound(text="alerting is not running")
+        return web.json_response(self._rules_status())
 
     async def _host_or_404(self, request: web.Request) -> Host:
         host = await self._read(self._store.get_host, request.match_info["host_id"])

@@ -58,7 +58,8 @@ def cli_files(cfg: CollectorConfig) -> OperatorFiles:
         if cert.not_valid_after_utc.timestamp() - time.time() > 86400:
             return files
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    pki = CollectorPKI.load_or_create(cfg.tls_dir, list(cfg.tls.sans), server_cert_days=cfg.tls.server_cert_days)
+    pki = CollectorPKI.load_or_create(cfg.tls_dir, list(cfg.tls.sans),
+                                      server_cert_days=cfg.tls.server_cert_days)
     store = SqliteStore(cfg.db_path)
     try:
         return issue(pki, store, "cli", d)

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 
 import grpc
 
+from warden.collector.alerting import AlertPipeline
+from warden.collector.alerts.config import build_dispatcher, from_mapping
+from warden.collector.alerts.manager import AlertManager
+from warden.collector.alerts.service import AlertsServicer
+from warden.collector.alerts.store import AlertStore
 from warden.collector.config import CollectorConfig
 from warden.collector.http_api import HttpApi
 from warden.collector.ingest import Ingest, MetricsSink
@@ -27,7 +32,7 @@ from warden.collector.servicer import (
 from warden.collector.sinks.influx import InfluxConfig, InfluxSink
 from warden.collector.store.sqlite import SqliteStore
 from warden.collector.telemetry import Telemetry
-from warden.v1 import collector_pb2_grpc
+from warden.v1 import alerts_pb2_grpc, collector_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +72,18 @@ class CollectorServer:
             for key in ("buffered", "lag_seconds", "dropped_total", "written_total", "write_errors_total"):
                 self.telemetry.gauge(f"warden_collector_sink_{key}",
                                      lambda k=key: self.sink.stats()[k])  # type: ignore[union-attr]
-        self.ingest = Ingest(self.store, self.telemetry, sinks)
+        # Alerting: stored records -> rules engine (own thread) -> alert manager -> feed.
+        notify = from_mapping(cfg.alerts)
+        self.dispatcher = build_dispatcher(notify)
+        self.dispatcher.start()
+        self.alert_store = AlertStore(cfg.alerts_db_path)
+        self.alerts = AlertManager(self.alert_store, self.dispatcher, notify.inhibit)
+        self.pipeline = AlertPipeline(
+            cfg.rules_dir, self.alerts, self.store.list_hosts, self.telemetry,
+            heartbeat_seconds=cfg.seconds(cfg.collector.heartbeat),
+            tick_seconds=float(cfg.seconds(cfg.rules.tick)))
+        self.pipeline.start(asyncio.get_running_loop())
+        self.ingest = Ingest(self.store, self.telemetry, sinks, observers=[self.pipeline.submit])
         self.ingest.start()
 
         limits = cfg.to_limits()
@@ -95,11 +111,14 @@ class CollectorServer:
         collector_pb2_grpc.add_CollectorServicer_to_server(
             CollectorServicer(self.store, self.pki, self.ingest, self.telemetry, settings, self.streams),
             self._grpc)
+        alerts_pb2_grpc.add_AlertsServicer_to_server(
+            AlertsServicer(self.alerts, self.pipeline.feed, self.store, self.telemetry), self._grpc)
         await self._grpc.start()
 
         http_port = None
         if cfg.collector.http_listen:
-            self._http = HttpApi(self.store, self.telemetry, self.streams, self.sink)
+            self._http = HttpApi(self.store, self.telemetry, self.streams, self.sink, self.alerts,
+                                 self.pipeline.status.as_dict)
             http_port = await self._http.start(cfg.collector.http_listen)
         self._tasks = [asyncio.create_task(self._watch_revocations(), name="revocations"),
                        asyncio.create_task(self._retention(), name="retention")]
@@ -123,6 +142,9 @@ class CollectorServer:
         if self._grpc:
             await self._grpc.stop(grace)
         await self.ingest.stop()
+        self.pipeline.stop()
+        self.dispatcher.stop(grace)
+        self.alert_store.close()
         if self.sink:
             self.sink.stop(timeout=grace)
         self.store.close()
@@ -175,6 +197,7 @@ async def serve(cfg: CollectorConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.pipeline.request_reload)
     await stop.wait()
     log.info("shutting down (pid %d)", os.getpid())
     await server.stop()

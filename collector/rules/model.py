@@ -134,11 +134,13 @@ class RuleCommon:
 
     def alert_labels(self, host: str, extra: Mapping[str, Any]) -> dict[str, str]:
         """The identity of an alert: rule id, severity, host, the rule's labels, the group's."""
-        out = {"alertname": self.id, "severity": self.severity, "host": host}
+        out = {k: v if isinstance(v, str) else str(v) for k, v in extra.items() if v is not None}
+        # Applied last: a sample's labels or an event's fields (host-controlled) can never
+        # rename the alert, change its severity, or claim another host.
         out.update(self.labels)
-        for k, v in extra.items():
-            if v is not None:
-                out[k] = v if isinstance(v, str) else str(v)
+        out["alertname"] = self.id
+        out["severity"] = self.severity
+        out["host"] = host
         return out
 
     def annotations(self, values: Mapping[str, Any]) -> dict[str, str]:

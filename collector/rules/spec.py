@@ -83,6 +83,8 @@ def load_yaml(text: str, file: str = "") -> Any:
         raise RuleError(f"invalid YAML: {exc.problem or exc.context}", file, line) from None
     except yaml.YAMLError as exc:
         raise RuleError(f"invalid YAML: {exc}", file) from None
+    except (ValueError, TypeError) as exc:  # e.g. an impossible unquoted date: 2025-13-01
+        raise RuleError(f"invalid YAML value: {exc}", file) from None
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w))+?", re.ASCII)
