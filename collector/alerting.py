@@ -89,7 +89,8 @@ class AlertPipeline:
     def __init__(self, rules_dir: Path, manager: AlertManager, hosts: Callable[[], Sequence[Host]],
                  telemetry: Telemetry, *, heartbeat_seconds: float = 30.0, tick_seconds: float = 1.0,
                  reload_poll_seconds: float = 2.0, snapshot_seconds: float = 30.0,
-                 max_backlog_records: int = 2_000_000) -> None:
+                 max_backlog_records: int = 2_000_000, watch: bool = True) -> None:
+        self._watch = watch
         self.rules_dir = rules_dir
         self.manager = manager
         self._hosts = hosts
@@ -189,7 +190,7 @@ class AlertPipeline:
                 self._telemetry.inc("warden_collector_rules_records_evaluated_total", n)
             mono = time.monotonic()
             now = time.time_ns()
-            if self._reload.is_set() or mono >= next_poll:
+            if self._reload.is_set() or (self._watch and mono >= next_poll):
                 next_poll = mono + self._reload_poll
                 forced = self._reload.is_set()
                 self._reload.clear()

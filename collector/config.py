@@ -81,6 +81,7 @@ class RulesSection:
     dir: str = _doc("", "Directory of rule files (*.yml); empty = the default pack shipped with Warden. "
                         "Reloaded on SIGHUP and when a file changes.")
     tick: str = _doc("1s", "How often rules re-evaluate without news (for:, windows, host checks).")
+    watch: bool = _doc(True, "Reload when a rule file changes (checked every 2 s); SIGHUP always reloads.")
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ class CollectorServer:
         self.pipeline = AlertPipeline(
             cfg.rules_dir, self.alerts, self.store.list_hosts, self.telemetry,
             heartbeat_seconds=cfg.seconds(cfg.collector.heartbeat),
-            tick_seconds=float(cfg.seconds(cfg.rules.tick)))
+            tick_seconds=float(cfg.seconds(cfg.rules.tick)), watch=cfg.rules.watch)
         self.pipeline.start(asyncio.get_running_loop())
         self.ingest = Ingest(self.store, self.telemetry, sinks, observers=[self.pipeline.submit])
         self.ingest.start()
