@@ -175,6 +175,9 @@ class CollectorServer:
                 deleted = await self.ingest.run_in_writer(
                     self.store.apply_retention, time.time_ns(), cfg.seconds(cfg.retention.metrics),
                     cfg.seconds(cfg.retention.events))
+                # The alert feed and resolved alerts follow the events' retention.
+                deleted += await asyncio.to_thread(
+                    self.alert_store.prune, time.time_ns() - cfg.seconds(cfg.retention.events) * 10**9)
                 if deleted:
                     log.info("retention deleted %s rows", deleted)
             except Exception:

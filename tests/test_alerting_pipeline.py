@@ -139,3 +139,30 @@ async def test_engine_state_survives_a_restart(tmp_path: Path) -> None:
     finally:
         p.stop()
         store.close()
+
+
+def test_prune_forgets_old_feed_and_resolved_alerts_but_keeps_open_ones(tmp_path: Path) -> None:
+    from warden.collector.rules.model import Transition
+
+    store = AlertStore(tmp_path / "alerts.db")
+    mgr = AlertManager(store)
+    s = 10**9
+
+    def tr(fp: str, state: str, at: int) -> Transition:
+        labels = {"alertname": "r", "severity": "warning", "host": fp}
+        return Transition("r", fp, labels, {"summary": fp}, state, at, 100 * s, 1.0, state != "pending")
+
+    mgr.apply([tr("old", "firing", 100 * s)], 100 * s)
+    mgr.apply([tr("old", "resolved", 200 * s)], 200 * s)
+    mgr.apply([tr("open", "firing", 150 * s)], 150 * s)
+    mgr.apply([tr("new", "firing", 900 * s)], 900 * s)
+    mgr.apply([tr("new", "resolved", 950 * s)], 950 * s)
+    before = [e.position for e in mgr.feed_since(0)]
+    deleted = store.prune(500 * s)
+    assert deleted > 0
+    kept = mgr.feed_since(0)
+    assert [e.position for e in kept] == [p for p in before if p > before[2]]
+    hosts = {a["labels"]["host"] for a in mgr.history(0, 10**6 * s, 100)}
+    assert hosts == {"open", "new"}  # the old resolved alert is gone, the open one stays
+    assert [a["labels"]["host"] for a in mgr.active()] == ["open"]
+    store.close()

@@ -319,6 +319,22 @@ class AlertStore:
         with self._lock:
             self._conn.close()
 
+    def prune(self, before_ns: int) -> int:
+        """Retention: forget feed entries older than `before_ns`, and alerts (with their
+        history) resolved before it; open alerts and silences not yet ended are kept.
+        Returns rows deleted."""
+        with self.transaction() as tx:
+            conn = tx._c
+            # Positions grow with time: delete up to the newest old one (no index on at_ns).
+            n = conn.execute("DELETE FROM feed WHERE position <= "
+                             "(SELECT max(position) FROM feed WHERE at_ns < ?)", (before_ns,)).rowcount
+            n += conn.execute("DELETE FROM alert_history WHERE alert_id IN (SELECT id FROM alerts "
+                              "WHERE state = 'resolved' AND ends_ns < ?)", (before_ns,)).rowcount
+            n += conn.execute("DELETE FROM alerts WHERE state = 'resolved' AND ends_ns < ?",
+                              (before_ns,)).rowcount
+            n += conn.execute("DELETE FROM silences WHERE ends_ns < ?", (before_ns,)).rowcount
+        return n
+
     @contextmanager
     def transaction(self) -> Iterator[StoreTx]:
         """One write transaction; rolled back if the block raises."""
