@@ -215,7 +215,10 @@ class AlertPipeline:
             if entries:
                 self._telemetry.inc("warden_collector_alert_feed_entries_total", len(entries))
                 self.feed.publish_threadsafe(entries[-1].position)
-            self.status.rule_errors = dict(self.engine.errors)
+            if self.engine.errors != self.status.rule_errors:
+                self.status.rule_errors = dict(self.engine.errors)
+                for rid, n in self.status.rule_errors.items():
+                    self._telemetry.set("warden_collector_rule_errors_total", n, rule=rid)
             if mono >= next_snapshot:
                 next_snapshot = mono + self._snapshot_every
                 try:
