@@ -27,7 +27,7 @@ HELP = {
     "warden_collector_rules_dropped_records_total": "Records not evaluated: the rules backlog was full.",
     "warden_collector_rules_backlog_records": "Records waiting for the rules engine.",
     "warden_collector_rules_loaded": "Rules in force.",
-    "warden_collector_rules_last_reload_ok": "1 if the last rules load succeeded, else 0 (the last good rules stay).",
+    "warden_collector_rules_last_reload_ok": "1 if the last rules load succeeded, else 0.",
     "warden_collector_rules_reloads_total": "Rule reloads, by result.",
     "warden_collector_rule_errors_total": "Exceptions raised by a rule (it is skipped; the others go on).",
     "warden_collector_alert_feed_entries_total": "Alert changes appended to the feed.",
