@@ -132,26 +132,30 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     from warden.collector.rules.spec import RuleError
     from warden.collector.rules.testing import run_file
 
-    failed = total = 0
+    passed = failed = broken = 0
     for path in args.files:
         try:
             results = run_file(Path(path))
         except (RuleError, OSError) as exc:
             print(f"{path}: ERROR {exc}", file=sys.stderr)
-            failed += 1
+            broken += 1
             continue
         for r in results:
-            total += 1
             if r.ok:
+                passed += 1
                 print(f"  PASS {path}: {r.name}")
             else:
                 failed += 1
                 print(f"  FAIL {path}: {r.name}")
                 for f in r.failures:
                     print(f"       {f}")
-    passed = max(0, total - failed)
-    print(f"{passed}/{total} tests passed" + (f", {failed} failed" if failed else ""))
-    return 1 if failed else 0
+    summary = f"{passed}/{passed + failed} tests passed"
+    if failed:
+        summary += f", {failed} failed"
+    if broken:
+        summary += f", {broken} file(s) could not run"
+    print(summary)
+    return 1 if failed or broken else 0
 
 
 def _alerts_stub(args: argparse.Namespace):  # noqa: ANN202 - (config, stub, channel)

@@ -145,7 +145,8 @@ def _accounts(old: dict[str, Any], new: dict[str, Any], t: int) -> Iterable[Even
         yield _event("register.account_added", severity, t, **_account_fields(u))
     for name in sorted(b.keys() - a.keys()):
         yield _event("register.account_removed", "notice", t, **_account_fields(b[name]))
-    for name in sorted(new_admins):
+    # An existing admin given UID 0 is reported too: root privileges are a change of their own.
+    for name in sorted(new_admins | new_uid0):
         uid0 = name in new_uid0
         fields: dict[str, FieldValue] = {"name": name, "uid0": uid0, "new_account": name not in b}
         # A second UID 0 is the classic backdoor; a new sudoer is a change to review.

@@ -328,3 +328,20 @@ async def test_collector_turns_register_changes_into_events(collector: Collector
     assert by_kind["register.firewall_disabled"]["severity"] == "critical"
     assert by_kind["register.firewall_disabled"]["fields"]["backends"] == "ufw"
     assert by_kind["register.nic_added"]["fields"]["name"] == "wg0"
+
+
+def test_an_existing_admin_given_uid_0_is_reported() -> None:
+    from warden.collector.register import diff_section
+
+    def accounts(alice_uid: int) -> dict:
+        uid0 = ["root"] + (["alice"] if alice_uid == 0 else [])
+        return {"users": [{"name": "root", "uid": 0, "admin": True}, {"name": "alice", "uid": alice_uid,
+                                                                        "admin": True}],
+                "groups": [], "uid0_users": uid0, "admin_users": ["alice", "root"], "sudoers_entries": [],
+                "shadow_readable": True}
+
+    events = list(diff_section("h", "accounts", accounts(1000), accounts(0)))
+    added = [e for e in events if e.kind == "register.admin_added"]
+    assert [(e.fields["name"], e.fields["uid0"], e.fields["new_account"]) for e in added] == [
+        ("alice", True, False)]
+    assert added[0].severity == "critical"

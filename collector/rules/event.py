@@ -12,6 +12,8 @@
         raw: {contains: "..."}
       when: {outside: working_hours}  # or {inside: NAME}: the event's time, in the host's zone
       count: {threshold: 5, window: 60s, by: [src_ip], distinct: user}
+                                      # weight: FIELD counts an event as that many occurrences
+                                      # (rsyslog's "message repeated N times" carries repeated=N)
       # or  sequence: {by: [src_ip], within: 10m, steps: [{match: {...}, count: 3}, {match: {...}}]}
       # or  first_seen: {by: [user], value: src_ip, baseline: 14d}
       # or, without a correlation, group_by: [user]  (every matching event fires)
@@ -212,6 +214,7 @@ class CountSpec:
     window_ns: int
     by: tuple[str, ...]
     distinct: str | None
+    weight: str | None = None  # a field saying how many occurrences one event stands for
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,15 +456,22 @@ class EventRule:
             g = self._group(key, _CountGroup, self._cap)
             g.touched = now_ns
             times = g.times
+            n = 1
+            if c.weight is not None:
+                # rsyslog's "message repeated 5 times: [...]" is one event for 5 occurrences.
+                w = event.fields.get(c.weight)
+                if isinstance(w, int | float) and not isinstance(w, bool) and w > 1:
+                    n = min(int(w), self._cap)
             if not times or t >= times[-1]:
-                times.append(t)
+                times.extend([t] * n)
                 cutoff = t - window
                 while times[0] <= cutoff:
                     times.popleft()
             elif t <= times[-1] - window:
                 return []  # older than the window of the newest event
             else:
-                _insert_sorted(times, t)
+                for _ in range(n):
+                    _insert_sorted(times, t)
             count = len(times)
             if count < c.threshold:
                 return []
@@ -594,8 +604,11 @@ def _parse_count(spec: Spec) -> CountSpec:
     window = _positive_ns(spec, "window")
     by = _by(spec, "by")
     distinct = spec.str("distinct", None)
+    weight = spec.str("weight", None)
+    if weight is not None and distinct is not None:
+        raise spec.error(f"{spec.what}: weight counts occurrences; it cannot be used with distinct", "weight")
     spec.done()
-    return CountSpec(threshold, window, by, distinct)
+    return CountSpec(threshold, window, by, distinct, weight)
 
 
 def _parse_sequence(spec: Spec) -> SequenceSpec:

@@ -62,7 +62,8 @@ def check_regex(pattern: str) -> re.Pattern[str]:
     problem = _backtracking(parsed)
     if problem:
         raise ValueError(f"regex {pattern!r} could backtrack catastrophically ({problem}); "
-                         f"rewrite it without nesting repeats")
+                         f"rewrite it without nesting repeats, or make the inner repeat possessive "
+                         f"(\\d++, [a-z]*+) or atomic ((?>...)))")
     return compiled
 
 

@@ -56,6 +56,8 @@ def _fmt_duration(seconds: float) -> str:
 def _apply(filter_: str | None, value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as matchers compare them
     if filter_ is None:
         if isinstance(value, float):
             return f"{value:.6g}"

@@ -138,11 +138,19 @@ class Spec:
         return key in self.data
 
     # --- typed fields ----------------------------------------------------------------------
+    def missing(self, key: str) -> RuleError:
+        """The error for a required field that is absent, pointing at a likely typo of it."""
+        typo = difflib.get_close_matches(key, [k for k in self.data if k not in self._read], n=1)
+        if typo:
+            return self.error(f"{self.what}: missing required field {key!r} "
+                              f"(is {typo[0]!r} a typo of it?)", typo[0])
+        return self.error(f"{self.what}: missing required field {key!r}")
+
     def get(self, key: str, types: type | tuple[type, ...], default: Any = _ABSENT) -> Any:
         self._read.add(key)
         if key not in self.data or self.data[key] is None:
             if default is _ABSENT:
-                raise self.error(f"{self.what}: missing required field {key!r}")
+                raise self.missing(key)
             return default
         value = self.data[key]
         if types is float:
@@ -173,7 +181,7 @@ class Spec:
         self._read.add(key)
         if key not in self.data or self.data[key] is None:
             if default is _ABSENT:
-                raise self.error(f"{self.what}: missing required field {key!r}")
+                raise self.missing(key)
             return default
         try:
             return parse_duration(self.data[key])
@@ -215,7 +223,7 @@ class Spec:
         self._read.add(key)
         if key not in self.data or self.data[key] is None:
             if default is _ABSENT:
-                raise self.error(f"{self.what}: missing required field {key!r}")
+                raise self.missing(key)
             return default
         return Spec(self.data[key], self.file, f"{self.what}.{key}", self.line_of(key))
 
@@ -231,7 +239,7 @@ class Spec:
         self._read.add(key)
         if key not in self.data:
             if default is _ABSENT:
-                raise self.error(f"{self.what}: missing required field {key!r}")
+                raise self.missing(key)
             return default
         return self.data[key]
 

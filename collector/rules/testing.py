@@ -45,7 +45,8 @@ DEFAULT_START = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC)  # a Monday, in wo
 NS = 1_000_000_000
 _SERIES = re.compile(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*\Z", re.DOTALL)
 _LABEL = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|\Z)')
-_VALUE = re.compile(r"(_|[-+]?[0-9.eE+-]+?)(?:([+-])([0-9.eE+-]+))?(?:x(\d+))?\Z")
+_NUM = r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_VALUE = re.compile(rf"(_|[-+]?{_NUM})(?:([+-])({_NUM}))?(?:x(\d+))?\Z")
 
 
 @dataclass
@@ -66,6 +67,8 @@ def expand_values(text: str) -> list[float | None]:
         if not m:
             raise ValueError(f"bad value {tok!r} (use a, axN, a+bxN, a-bxN or _)")
         start, sign, step, times = m.groups()
+        if sign and times is None:
+            raise ValueError(f"bad value {tok!r}: a step needs a count, e.g. {start}{sign}{step}x10")
         n = int(times) if times else 0
         if start == "_":
             if sign:
@@ -108,6 +111,10 @@ def run_file(path: Path) -> list[TestResult]:
         raise top.error("evaluation_interval must be positive", "evaluation_interval")
     tests = top.items("tests")
     top.done()
+    try:
+        load_rules(files)  # also when there are no tests: a missing rule file is an error
+    except RuleErrors as exc:
+        raise RuleError(f"rule files do not load:\n{exc}", str(path), top.line_of("rule_files")) from None
     results = []
     for t in tests:
         try:
@@ -169,13 +176,14 @@ def _run_test(t: Spec, ruleset: Any, interval: int) -> TestResult:
                 raise e.error(f"event field {k} must be a scalar", "fields")
         severity = e.str("severity", "info")
         raw = e.str("raw", "")
+        source = e.str("source", "test")
         repeat = e.int("repeat", 1, minimum=1)
         every = int(e.duration("every", 1.0) * NS)
         skew = e.parse("clock_offset", _signed_duration, 0)
         e.done()
         for i in range(repeat):
             when = at + i * every
-            inputs.append((when, order, host, Event(kind, severity, when + skew, dict(fields), raw, "test")))
+            inputs.append((when, order, host, Event(kind, severity, when + skew, dict(fields), raw, source)))
             order += 1
     for inv in t.items("input_inventory", []):
         at = t0 + _time(inv, "at")
