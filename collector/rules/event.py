@@ -18,10 +18,16 @@
       # or  first_seen: {by: [user], value: src_ip, baseline: 14d}
       # or, without a correlation, group_by: [user]  (every matching event fires)
       keep_firing_for: 15m            # the alert stays firing this long after the last trigger
-      unless_after: {match: {kind: system.shutdown}, within: 30m}
-                                      # suppress a trigger that follows such an event of the
-                                      # same host within `within` (event time): a boot with
-                                      # no clean shutdown before it is "unexpected"
+      unless_after: {match: {kind: system.shutdown}, within: 30d}
+                                      # a trigger preceded by such an event of the same host
+                                      # since its previous trigger (and within `within`, if
+                                      # given; event time) does not fire: a boot with no clean
+                                      # shutdown since the last boot is "unexpected". With no
+                                      # history at all (neither seen yet) nothing fires; a late
+                                      # `unless` event that falls before the last trigger
+                                      # retracts that trigger's alert (resolved at once).
+                                      # same_within: 10m treats triggers that close to the
+                                      # last one as the same occurrence (syslog and wtmp).
 
 Time. Correlation windows use the *event* time (the agent's clock), per host and group, so
 a host whose clock is off still correlates its own events correctly; the alert lifecycle
@@ -242,10 +248,13 @@ class EventRule:
 
     def __init__(self, common: RuleCommon, match: EventMatch, when: tuple[Calendar, bool] | None,
                  correlation: CountSpec | SequenceSpec | FirstSeenSpec | None, group_by: tuple[str, ...],
-                 keep_firing_for_ns: int, unless: tuple[EventMatch, int] | None = None) -> None:
+                 keep_firing_for_ns: int, unless: tuple[EventMatch, int | None] | None = None,
+                 same_within_ns: int = 0) -> None:
         self.common = common
-        self.unless = unless  # (match, within_ns)
-        self._unless_seen: dict[str, int] = {}  # host -> newest event time of an `unless` event
+        self.unless = unless  # (match, within_ns or None)
+        self._same_within = same_within_ns
+        # host -> [newest `unless` time, last trigger time, previous trigger time, last alert fp]
+        self._unless_state: dict[str, list[Any]] = {}
         self._scope = common.scope if common.scope else None  # common.in_scope, inlined
         self.match = match
         self.when = when  # (calendar, inside?)
@@ -286,15 +295,13 @@ class EventRule:
 
     # --- the Rule protocol ------------------------------------------------------------------
     def on_event(self, host: HostView, event: Event, now_ns: int) -> list[Transition]:
-        if (self.unless is not None and self.unless[0](event)
-                and event.time_ns > self._unless_seen.get(host.host_id, -1)):
-            self._unless_seen[host.host_id] = event.time_ns
+        if self.unless is not None:
+            return self._on_event_unless(host, event, now_ns)
         if not self.match(event) or (self._scope is not None and not self._scope(host.labels)):
             return []
-        if self.unless is not None:
-            last = self._unless_seen.get(host.host_id)
-            if last is not None and 0 <= event.time_ns - last < self.unless[1]:
-                return []
+        return self._on_matching(host, event, now_ns)
+
+    def _on_matching(self, host: HostView, event: Event, now_ns: int) -> list[Transition]:
         if self.when is not None:
             calendar, inside = self.when
             if calendar.is_working(event.time_ns, host.timezone) != inside:
@@ -302,6 +309,36 @@ class EventRule:
         fields = event.fields
         key = (host.host_id, *[fields.get(b) for b in self._by]) if self._by else (host.host_id,)
         return self._handle(host, event, key, now_ns)
+
+    def _on_event_unless(self, host: HostView, event: Event, now_ns: int) -> list[Transition]:
+        match, within = self.unless  # type: ignore[misc]
+        st = self._unless_state.setdefault(host.host_id, [None, None, None, None])
+        t = event.time_ns
+        out: list[Transition] = []
+        if match(event):
+            if st[0] is None or t > st[0]:
+                st[0] = t
+            # Late evidence: it falls between the previous trigger and the last one.
+            last, prev = st[1], st[2]
+            if (last is not None and t <= last and (prev is None or t > prev)
+                    and (within is None or last - t < within) and st[3] is not None):
+                out += self.lifecycle.retract(st[3], now_ns)
+        if not self.match(event) or (self._scope is not None and not self._scope(host.labels)):
+            return out
+        seen_unless, last = st[0], st[1]
+        if last is not None and abs(t - last) < self._same_within:
+            return out  # the same occurrence seen twice (e.g. a boot in syslog and in wtmp)
+        if last is None or t > last:
+            st[1], st[2] = t, last
+        if seen_unless is None and last is None:
+            return out  # no history yet: nothing to judge the trigger against
+        if (seen_unless is not None and seen_unless <= t and (last is None or seen_unless >= last)
+                and (within is None or t - seen_unless < within)):
+            return out
+        got = self._on_matching(host, event, now_ns)
+        for tr in got:  # (already firing: no transition, the same alert as before)
+            st[3] = tr.fingerprint
+        return out + got
 
     def on_metric(self, host: HostView, sample: MetricSample, now_ns: int) -> list[Transition]:
         return []
@@ -334,12 +371,12 @@ class EventRule:
                 groups.append({"key": list(key), "since": g.since,
                                "values": [[v, t] for v, t in g.values.items()]})
         return {"version": _SNAPSHOT_VERSION, "shape": self._shape(), "lifecycle": self.lifecycle.snapshot(),
-                "groups": groups, "unless_seen": dict(self._unless_seen)}
+                "groups": groups, "unless": {h: list(v) for h, v in self._unless_state.items()}}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.lifecycle.restore(state.get("lifecycle", []))
         if self.unless is not None:
-            self._unless_seen.update({str(k): int(v) for k, v in state.get("unless_seen", {}).items()})
+            self._unless_state.update({str(h): list(v)[:4] for h, v in state.get("unless", {}).items()})
         if state.get("version") != _SNAPSHOT_VERSION or state.get("shape") != self._shape():
             return  # the correlation changed (reload): its windows and memory no longer apply
         c = self.correlation
@@ -684,13 +721,16 @@ def parse_event_rule(spec: Spec, common: RuleCommon, ctx: ParseContext) -> Event
     unless_spec = spec.sub("unless_after", None)
     if unless_spec is not None:
         unless_match = parse_event_match(unless_spec.sub("match"))
-        within = unless_spec.duration("within")
-        if within <= 0:
+        within = unless_spec.duration("within", None)
+        if within is not None and within <= 0:
             raise unless_spec.error(f"{unless_spec.what}: within must be positive", "within")
+        same = unless_spec.duration("same_within", 0.0)
         unless_spec.done()
-        unless = (unless_match, int(within * _NS))
+        unless = (unless_match, None if within is None else int(within * _NS))
+    else:
+        same = 0.0
     spec.done()
-    return EventRule(common, match, when, correlation, group_by, int(keep * _NS), unless)
+    return EventRule(common, match, when, correlation, group_by, int(keep * _NS), unless, int(same * _NS))
 
 
 __all__ = ["MAX_GROUPS", "MAX_VALUES", "EventMatch", "EventRule", "parse_event_match", "parse_event_rule"]

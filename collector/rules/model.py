@@ -276,6 +276,13 @@ class Lifecycle:
             tr.holding = False
         return out
 
+    def retract(self, fp: str, now_ns: int) -> list[Transition]:
+        """Resolve an alert at once: later evidence showed its trigger was no trigger."""
+        tr = self._active.pop(fp, None)
+        if tr is None:
+            return []
+        return [self._transition(fp, tr, "resolved", now_ns, was_firing=tr.state == "firing")]
+
     def tick(self, now_ns: int) -> list[Transition]:
         out: list[Transition] = []
         for fp, tr in list(self._active.items()):
