@@ -173,6 +173,7 @@ def test_brute_force_reaches_feed_webhook_file_and_is_acknowledged(setup) -> Non
     assert "Failed password for root from 203.0.113.9" in report
     assert "acknowledged by cli" in report
     assert "## Cause" in report and "## Impact" in report
+    assert "| system_cpu_percent |" in report  # the host's metrics around the alert
 
 
 def test_feed_resumes_after_position_and_refuses_agents(setup) -> None:
