@@ -324,6 +324,91 @@ def tokens_seconds(text: str) -> int:
     return parse_ttl(text)
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    """`query ...`: canned patch-compliance queries and read-only SQL on the store file."""
+    from warden.collector.query.command import run
+
+    cfg = _config(args)
+    return run(args, cfg.db_path, cfg.alerts_db_path)
+
+
+def _read_new_password(args: argparse.Namespace) -> str:
+    """From stdin (one line) with --password-stdin, else prompted twice without echo."""
+    import getpass
+
+    from warden.collector.web.users import check_password_policy
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Again: ") != password:
+            raise ValueError("the passwords differ")
+    check_password_policy(password)
+    return password
+
+
+def _users(args: argparse.Namespace):  # noqa: ANN202 - a UserStore
+    from warden.collector.web.users import UserStore
+
+    cfg = _config(args)
+    cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return UserStore(cfg.web_db_path)
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from warden.collector.web.users import valid_name
+
+    if not valid_name(args.name):  # before asking for a password
+        raise ValueError(f"invalid user name {args.name!r}: letters, digits and . _ @ - (at most 64)")
+    password = _read_new_password(args)
+    users = _users(args)
+    try:
+        users.add_user(args.name, args.role, password)
+    finally:
+        users.close()
+    print(f"user {args.name} added ({args.role})")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    users = _users(args)
+    try:
+        print(f"{'USER':24} {'ROLE':8} {'SESSIONS':8} {'CREATED':21} PASSWORD CHANGED")
+        for u in users.users():
+            print(f"{u.name:24} {u.role:8} {users.session_count(u.name):<8} {_when(u.created_ns):21} "
+                  f"{_when(u.updated_ns)}")
+    finally:
+        users.close()
+    return 0
+
+
+def cmd_user_remove(args: argparse.Namespace) -> int:
+    users = _users(args)
+    try:
+        users.remove_user(args.name)
+    except KeyError:
+        print(f"warden-collector: no user {args.name!r}", file=sys.stderr)
+        return 2
+    finally:
+        users.close()
+    print(f"user {args.name} removed; their sessions have ended")
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    users = _users(args)
+    try:
+        if users.get(args.name) is None:
+            print(f"warden-collector: no user {args.name!r}", file=sys.stderr)
+            return 2
+        users.set_password(args.name, _read_new_password(args))
+    finally:
+        users.close()
+    print(f"password of {args.name} changed; their sessions have ended")
+    return 0
+
+
 def cmd_config_example(args: argparse.Namespace) -> int:
     from warden.collector.config import render_example
 
@@ -417,6 +502,31 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--output", "-o", help="write to this file instead of stdout")
     i.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     i.set_defaults(func=cmd_incident_report)
+
+    from warden.collector.query.command import add_parser as add_query_parser
+
+    add_query_parser(sub, cmd_query)
+
+    usr = sub.add_parser("user", help="dashboard users").add_subparsers(dest="user_cmd", required=True)
+    u = usr.add_parser("add", help="add a dashboard user (prompts for the password)")
+    u.add_argument("name")
+    u.add_argument("--role", choices=("admin", "viewer"), required=True,
+                   help="viewers read; admins also acknowledge and silence alerts")
+    u.add_argument("--password-stdin", action="store_true", help="read the password from stdin (one line)")
+    u.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    u.set_defaults(func=cmd_user_add)
+    u = usr.add_parser("list", help="list dashboard users")
+    u.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    u.set_defaults(func=cmd_user_list)
+    u = usr.add_parser("remove", help="remove a dashboard user and end their sessions")
+    u.add_argument("name")
+    u.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    u.set_defaults(func=cmd_user_remove)
+    u = usr.add_parser("passwd", help="change a user's password (ends their sessions)")
+    u.add_argument("name")
+    u.add_argument("--password-stdin", action="store_true", help="read the password from stdin (one line)")
+    u.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    u.set_defaults(func=cmd_user_passwd)
 
     c = sub.add_parser("config", help="configuration").add_subparsers(dest="config_cmd", required=True)
     c.add_parser("example", help="print every option with its default").set_defaults(func=cmd_config_example)

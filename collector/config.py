@@ -85,6 +85,19 @@ class RulesSection:
 
 
 @dataclass(frozen=True)
+class WebSection:
+    listen: str = _doc("0.0.0.0:4513", "Dashboard over HTTPS (the collector's server certificate), sign-in "
+                                       "required; empty to disable. If the port is taken the collector "
+                                       "logs it and runs without the dashboard.")
+    session_lifetime: str = _doc("12h", "A sign-in lasts at most this long.")
+    session_idle: str = _doc("1h", "A session ends after this long without a request (an open dashboard "
+                                   "keeps it alive).")
+    login_max_failures: int = _doc(5, "Failed sign-ins per user name and address before a lockout.")
+    login_lockout: str = _doc("60s", "How long sign-in is refused after too many failures.")
+    refresh: str = _doc("5s", "How often open dashboards receive host tile updates (Server-Sent Events).")
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     collector: CollectorSection = field(default_factory=CollectorSection)
     tls: TlsSection = field(default_factory=TlsSection)
@@ -92,6 +105,7 @@ class CollectorConfig:
     retention: RetentionSection = field(default_factory=RetentionSection)
     influx: InfluxSection = field(default_factory=InfluxSection)
     rules: RulesSection = field(default_factory=RulesSection)
+    web: WebSection = field(default_factory=WebSection)
     # [alerts]: grouping, receivers (webhooks, email, files) and inhibition; validated by
     # warden.collector.alerts.config (nested tables do not fit the flat sections above).
     alerts: dict[str, Any] = field(default_factory=dict)
@@ -117,6 +131,11 @@ class CollectorConfig:
     @property
     def alerts_db_path(self) -> Path:
         return self.data_dir / "alerts.db"
+
+    @property
+    def web_db_path(self) -> Path:
+        """Dashboard users and sessions (kept apart from the data the agents send)."""
+        return self.data_dir / "web.db"
 
     def seconds(self, value: str) -> int:
         return parse_ttl(value)
@@ -171,6 +190,10 @@ def load_config(path: Path | None) -> CollectorConfig:
     for name in ("metrics", "events", "interval"):
         _duration(getattr(cfg.retention, name), f"retention.{name}")
     _duration(cfg.rules.tick, "rules.tick")
+    for name in ("session_lifetime", "session_idle", "login_lockout", "refresh"):
+        _duration(getattr(cfg.web, name), f"web.{name}")
+    if cfg.web.login_max_failures < 1:
+        raise ConfigError("web.login_max_failures must be at least 1")
     return cfg
 
 

@@ -56,8 +56,16 @@ class HttpApi:
             web.get("/api/v1/silences", self.silences),
             web.get("/api/v1/rules/status", self.rules),
         ])
+        app.add_routes(self._query_routes(store, alerts))
         self._app = app
         self._runner: web.AppRunner | None = None
+
+    @staticmethod
+    def _query_routes(store: Store, alerts: AlertManager | None) -> list[web.RouteDef]:
+        """/api/v1/query/...: canned queries and read-only SQL (warden.collector.query.api)."""
+        from warden.collector.query.api import QueryApi
+
+        return QueryApi(store.query_database, alerts.store.path if alerts is not None else None).routes()
 
     async def start(self, listen: str) -> int:
         host, _, port = listen.rpartition(":")

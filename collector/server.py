@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -44,6 +45,7 @@ class Endpoints:
     enroll_port: int
     report_port: int
     http_port: int | None
+    web_port: int | None = None
 
 
 class CollectorServer:
@@ -55,6 +57,7 @@ class CollectorServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._grpc: grpc.aio.Server | None = None
         self._http: HttpApi | None = None
+        self._web: Any = None  # warden.collector.web.app.WebApp, imported only when enabled
         self.sink: InfluxSink | None = None
 
     async def start(self) -> Endpoints:
@@ -122,7 +125,8 @@ class CollectorServer:
             http_port = await self._http.start(cfg.collector.http_listen)
         self._tasks = [asyncio.create_task(self._watch_revocations(), name="revocations"),
                        asyncio.create_task(self._retention(), name="retention")]
-        self.endpoints = Endpoints(enroll_port, report_port, http_port)
+        web_port = await self._start_web() if cfg.web.listen else None
+        self.endpoints = Endpoints(enroll_port, report_port, http_port, web_port)
         log.info("collector up: enroll :%d, report :%d, http %s, data %s", enroll_port, report_port,
                  http_port, cfg.data_dir)
         return self.endpoints
@@ -139,6 +143,9 @@ class CollectorServer:
                 await t
         if self._http:
             await self._http.stop()
+        if self._web:
+            await self._web.stop()
+            self._web.users.close()
         if self._grpc:
             await self._grpc.stop(grace)
         await self.ingest.stop()
@@ -148,6 +155,29 @@ class CollectorServer:
         if self.sink:
             self.sink.stop(timeout=grace)
         self.store.close()
+
+    async def _start_web(self) -> int | None:
+        """The dashboard (HTTPS). A taken port costs the dashboard, not the collector:
+        ingest and alerting matter more, so it is logged and the collector runs on."""
+        from warden.collector.web.app import WebApp
+        from warden.collector.web.users import UserStore
+
+        cfg = self.cfg
+        users = UserStore(cfg.web_db_path)
+        self._web = WebApp(cfg.web, self.store, cfg.db_path, users, self.alerts, self.pipeline.feed,
+                           self.pki.server_cert_pem, self.pki.server_key_pem, self.telemetry)
+        try:
+            port = await self._web.start(cfg.web.listen)
+        except OSError as exc:
+            log.error("dashboard disabled: cannot listen on %s: %s", cfg.web.listen, exc)
+            await self._web.stop()
+            users.close()
+            self._web = None
+            return None
+        if not users.users():
+            log.warning("dashboard: no users yet; add one with: warden-collector user add NAME --role admin")
+        log.info("dashboard: https on port %d (listen %s)", port, cfg.web.listen)
+        return port
 
     async def _watch_revocations(self) -> None:
         """Revocations are written by another process (the CLI); notice them within a

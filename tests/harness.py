@@ -74,6 +74,8 @@ class CollectorProc:
                           "http_listen": f"127.0.0.1:{self.http_port}",
                           "heartbeat": "2s"},
             "tls": {"sans": ["localhost", "127.0.0.1"]},
+            # The dashboard's default port is fixed (4513): tests that want it pass a free one.
+            "web": {"listen": ""},
         }
         for name, values in sections.items():
             base.setdefault(name, {}).update(values)

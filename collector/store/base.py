@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from warden.collector.records import Batch, CommitResult, Event
@@ -142,6 +143,10 @@ class Store(Protocol):
 
     def counts(self) -> dict[str, int]:
         """Row counts: hosts, series, samples, events, inventory."""
+
+    def query_database(self) -> Path:
+        """The SQLite file that fleet queries (warden.collector.query) open read-only: it holds
+        the hosts, events and the query tables derived from inventory (see docs/queries.md)."""
 
     # --- maintenance ---------------------------------------------------------------------
     def apply_retention(self, now_ns: int, metrics_seconds: int, events_seconds: int) -> int:

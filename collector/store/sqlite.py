@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -33,7 +34,10 @@ from warden.collector.store.base import (
     TokenRefused,
 )
 
-SCHEMA_VERSION = 2  # 2: operators
+SCHEMA_VERSION = 3  # 2: operators; 3: query tables derived from inventory (inv_*)
+QUERY_SCHEMA_VERSION = 3  # the first version with the inv_* tables (warden.collector.query needs them)
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 # Rows deleted per retention transaction: small enough that the ingest writer never waits
@@ -119,6 +123,74 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_host_time ON events(host_id, time_ns);
 CREATE INDEX IF NOT EXISTS events_time ON events(time_ns);
+
+-- Query tables (warden.collector.query, docs/queries.md): the latest `packages`, `updates` and
+-- `os` sections in rows, maintained in the same transaction that stores the section, so fleet-wide
+-- questions use indexes instead of parsing every host's JSON. Packages are interned: a fleet
+-- shares few distinct (name, version, arch, manager) tuples, so a host's 2,000 packages are
+-- 2,000 pairs of small integers, and "which hosts have openssl older than V" compares each
+-- distinct version once.
+CREATE TABLE IF NOT EXISTS inv_hosts (
+    hk      INTEGER PRIMARY KEY,
+    host_id TEXT NOT NULL UNIQUE
+);
+-- Never deleted: bounded by the distinct versions ever seen, and unreferenced rows match no host.
+CREATE TABLE IF NOT EXISTS inv_pkg_versions (
+    id      INTEGER PRIMARY KEY,
+    name    TEXT NOT NULL,
+    version TEXT NOT NULL,
+    arch    TEXT NOT NULL,
+    manager TEXT NOT NULL,
+    UNIQUE (name, version, arch, manager)
+);
+CREATE TABLE IF NOT EXISTS inv_packages (
+    hk INTEGER NOT NULL,
+    pv INTEGER NOT NULL,
+    PRIMARY KEY (hk, pv)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS inv_packages_pv ON inv_packages(pv);
+-- first_seen_ns: time of the first snapshot that listed this (package, new version) pending,
+-- kept while later snapshots list it, forgotten when one does not.
+CREATE TABLE IF NOT EXISTS inv_pending (
+    host_id         TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    new_version     TEXT NOT NULL,
+    arch            TEXT NOT NULL,
+    current_version TEXT NOT NULL,
+    security        INTEGER NOT NULL,
+    origin          TEXT NOT NULL,
+    first_seen_ns   INTEGER NOT NULL,
+    PRIMARY KEY (host_id, name, new_version, arch)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS inv_pending_security ON inv_pending(first_seen_ns) WHERE security = 1;
+CREATE INDEX IF NOT EXISTS inv_pending_name ON inv_pending(name);
+-- One row per host with an `updates` section (reboot_since_ns works like first_seen_ns).
+CREATE TABLE IF NOT EXISTS inv_updates (
+    host_id          TEXT PRIMARY KEY,
+    time_ns          INTEGER NOT NULL,
+    manager          TEXT NOT NULL,
+    pending_count    INTEGER NOT NULL,
+    security_count   INTEGER NOT NULL,
+    last_update_unix INTEGER NOT NULL,
+    reboot_required  INTEGER NOT NULL,
+    reboot_since_ns  INTEGER,
+    reboot_packages  TEXT NOT NULL,
+    running_kernel   TEXT NOT NULL,
+    newest_kernel    TEXT NOT NULL,
+    error            TEXT NOT NULL
+) WITHOUT ROWID;
+-- OS facts of the latest `os` section: a lookup in `inventory`, whose rows hold whole package
+-- lists, costs a page read per host.
+CREATE TABLE IF NOT EXISTS inv_os (
+    host_id        TEXT PRIMARY KEY,
+    time_ns        INTEGER NOT NULL,
+    os_id          TEXT NOT NULL,
+    os_version     TEXT NOT NULL,
+    kernel         TEXT NOT NULL,
+    arch           TEXT NOT NULL,
+    boot_time_unix INTEGER NOT NULL,
+    timezone       TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 _HOST_COLUMNS = ("host_id, hostname, labels, os, agent_version, cert_serial, first_seen_ns, "
@@ -145,6 +217,40 @@ def _value(v: float | None) -> float:
     return float("nan") if v is None else v
 
 
+def _text(v: Any) -> str:
+    return "" if v is None else str(v)
+
+
+def _int(v: Any) -> int:
+    try:
+        return int(v or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+class _Ids:
+    """Interned ids: a cache of committed rows plus the rows added by the open transaction,
+    merged only after COMMIT (a rolled-back id must never be reused from the cache)."""
+
+    def __init__(self, limit: int) -> None:
+        self.committed: dict[Any, int] = {}
+        self.pending: dict[Any, int] = {}
+        self.limit = limit
+
+    def get(self, key: Any) -> int | None:
+        i = self.committed.get(key)
+        return self.pending.get(key) if i is None else i
+
+    def commit(self) -> None:
+        if len(self.committed) + len(self.pending) > self.limit:
+            self.committed.clear()  # a cache, not the truth: refilled from the table on misses
+        self.committed.update(self.pending)
+        self.pending.clear()
+
+    def rollback(self) -> None:
+        self.pending.clear()
+
+
 class SqliteStore:
     """Store backed by one SQLite file. Thread-safe; see the module docstring."""
 
@@ -162,6 +268,9 @@ class SqliteStore:
         self._observer = inventory_observer
         self._closed = False
         self._wlock = threading.Lock()
+        # Ids of inv_hosts / inv_pkg_versions rows (write connection only, under _wlock).
+        self._host_keys = _Ids(1_000_000)
+        self._pkg_ids = _Ids(2_000_000)
         self._w = self._connect()
         self._w.execute("PRAGMA cache_size=-32000")  # 32 MiB: keeps series/sample b-tree pages hot
         self._w.execute("PRAGMA journal_size_limit=67108864")  # truncate the WAL after checkpoints
@@ -211,12 +320,49 @@ class SqliteStore:
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         conn.execute(stmt)
+                if version < QUERY_SCHEMA_VERSION:
+                    self._backfill_query_tables(conn)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._host_keys.rollback()
+            self._pkg_ids.rollback()
             raise
+        self._host_keys.commit()
+        self._pkg_ids.commit()
+
+    def _backfill_query_tables(self, conn: sqlite3.Connection) -> None:
+        """Fill the inv_* tables from the stored sections of a database older than them.
+
+        Runs inside the schema transaction, so a migration is all or nothing. First-seen times
+        start at each stored snapshot's time: the store never knew anything older.
+        """
+        started = time.monotonic()
+        n = 0
+        keys = conn.execute("SELECT host_id, section FROM inventory WHERE section IN "
+                            "('packages', 'updates', 'os') ORDER BY host_id, section").fetchall()
+        for host, section in keys:  # one section in memory at a time: package lists are large
+            t, text = conn.execute("SELECT time_ns, data FROM inventory WHERE host_id = ? AND section = ?",
+                                   (host, section)).fetchone()
+            try:
+                data = json.loads(text)
+            except ValueError:
+                continue
+            if not isinstance(data, dict):
+                continue
+            if section == "packages":
+                if data.get("full") is not False:
+                    self._index_packages(conn, host, data)
+            elif section == "updates":
+                self._index_updates(conn, host, t, data)
+            else:
+                self._index_os(conn, host, t, data)
+            n += 1
+        if n:
+            log.info("%s: indexed %d stored packages/updates/os sections for queries in %.1f s",
+                     self.path, n, time.monotonic() - started)
 
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -478,7 +624,11 @@ class SqliteStore:
             except BaseException:
                 if conn.in_transaction:  # SQLite rolls back by itself on some errors (SQLITE_FULL)
                     conn.execute("ROLLBACK")
+                self._host_keys.rollback()
+                self._pkg_ids.rollback()
                 raise
+            self._host_keys.commit()
+            self._pkg_ids.commit()
             series_cache.update(new_series)
             mark_cache.update(marks)
             self._own_writes += 1
@@ -516,7 +666,12 @@ class SqliteStore:
             "INSERT INTO inventory (host_id, section, time_ns, data) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(host_id, section) DO UPDATE SET time_ns = excluded.time_ns, "
             "data = excluded.data", (host, r.section, r.time_ns, _dumps(data)))
+        if r.section == "packages" and data.get("full") is not False:
+            self._index_packages(conn, host, data)
+        elif r.section == "updates":
+            self._index_updates(conn, host, r.time_ns, data)
         if r.section == "os":
+            self._index_os(conn, host, r.time_ns, data)
             os_name = data.get("os_name")
             agent_version = data.get("agent_version")
             conn.execute("UPDATE hosts SET os = COALESCE(NULLIF(?, ''), os), "
@@ -526,6 +681,113 @@ class SqliteStore:
         if self._observer is None or old is None or old == data:
             return []
         return list(self._observer(host, r.section, old, data))
+
+    # --- query tables (inv_*) ----------------------------------------------------------------
+    def _host_key(self, conn: sqlite3.Connection, host: str) -> int:
+        hk = self._host_keys.get(host)
+        if hk is None:
+            row = conn.execute("SELECT hk FROM inv_hosts WHERE host_id = ?", (host,)).fetchone()
+            if row is None:
+                cur = conn.execute("INSERT INTO inv_hosts (host_id) VALUES (?)", (host,))
+                assert cur.lastrowid is not None
+                hk = cur.lastrowid
+            else:
+                hk = row[0]
+            self._host_keys.pending[host] = hk
+        return hk
+
+    def _index_packages(self, conn: sqlite3.Connection, host: str, data: dict[str, Any]) -> None:
+        """Make the host's inv_packages rows those of this full package list: only the
+        difference is written (an upgrade of a few packages is a few rows)."""
+        hk = self._host_key(conn, host)
+        manager = _text(data.get("manager"))
+        pkgs = data.get("packages")
+        ids = self._pkg_ids
+        new: set[int] = set()
+        for p in pkgs if isinstance(pkgs, list) else ():
+            if not isinstance(p, dict) or not p.get("name"):
+                continue
+            name, version, arch = p.get("name"), p.get("version"), p.get("arch")
+            if type(name) is not str or type(version) is not str or type(arch) is not str:
+                name, version, arch = _text(name), _text(version), _text(arch)  # the rare odd agent
+            key = (name, version, arch, manager)
+            pv = ids.committed.get(key) or ids.pending.get(key)
+            if pv is None:
+                row = conn.execute("SELECT id FROM inv_pkg_versions WHERE name = ? AND version = ? "
+                                   "AND arch = ? AND manager = ?", key).fetchone()
+                if row is None:
+                    cur = conn.execute("INSERT INTO inv_pkg_versions (name, version, arch, manager) "
+                                       "VALUES (?, ?, ?, ?)", key)
+                    assert cur.lastrowid is not None
+                    pv = cur.lastrowid
+                else:
+                    pv = row[0]
+                ids.pending[key] = pv
+            new.add(pv)
+        old = {r[0] for r in conn.execute("SELECT pv FROM inv_packages WHERE hk = ?", (hk,))}
+        if old - new:
+            conn.executemany("DELETE FROM inv_packages WHERE hk = ? AND pv = ?",
+                             [(hk, pv) for pv in old - new])
+        if new - old:
+            conn.executemany("INSERT INTO inv_packages (hk, pv) VALUES (?, ?)",
+                             [(hk, pv) for pv in sorted(new - old)])
+
+    @staticmethod
+    def _index_updates(conn: sqlite3.Connection, host: str, time_ns: int, data: dict[str, Any]) -> None:
+        """Store the host's update status and pending list, carrying first-seen times over.
+
+        Like the alert engine's checks: an `error` means the agent could not compute the
+        pending list, so the last known list and its clocks stay; a reboot flag that is false
+        beside an error is "unknown" and keeps the reboot clock too.
+        """
+        error = _text(data.get("error"))
+        reboot = bool(data.get("reboot_required"))
+        row = conn.execute("SELECT reboot_since_ns FROM inv_updates WHERE host_id = ?", (host,)).fetchone()
+        since = row[0] if row else None
+        if reboot:
+            since = time_ns if since is None else min(since, time_ns)
+        elif not error:
+            since = None
+        reboot_pkgs = data.get("reboot_required_packages")
+        conn.execute(
+            "INSERT OR REPLACE INTO inv_updates (host_id, time_ns, manager, pending_count, security_count, "
+            "last_update_unix, reboot_required, reboot_since_ns, reboot_packages, running_kernel, "
+            "newest_kernel, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (host, time_ns, _text(data.get("manager")), _int(data.get("pending_count")),
+             _int(data.get("security_count")), _int(data.get("last_update_unix")), int(reboot), since,
+             _dumps(reboot_pkgs if isinstance(reboot_pkgs, list) else []),
+             _text(data.get("running_kernel")), _text(data.get("newest_kernel")), error))
+        if error:
+            return
+        seen = {(r[0], r[1], r[2]): r[3] for r in conn.execute(
+            "SELECT name, new_version, arch, first_seen_ns FROM inv_pending WHERE host_id = ?", (host,))}
+        pending = data.get("pending")
+        rows: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        for u in pending if isinstance(pending, list) else ():
+            if not isinstance(u, dict) or not u.get("name"):
+                continue
+            key = (_text(u.get("name")), _text(u.get("new_version")), _text(u.get("arch")))
+            first = seen.get(key)
+            rows[key] = (host, *key, _text(u.get("current_version")), int(bool(u.get("security"))),
+                         _text(u.get("origin")), time_ns if first is None else min(first, time_ns))
+        # Pending lists are short (tens): replacing them whole is simpler than diffing.
+        if seen:
+            conn.execute("DELETE FROM inv_pending WHERE host_id = ?", (host,))
+        if rows:
+            conn.executemany("INSERT INTO inv_pending (host_id, name, new_version, arch, current_version, "
+                             "security, origin, first_seen_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             list(rows.values()))
+
+    @staticmethod
+    def _index_os(conn: sqlite3.Connection, host: str, time_ns: int, data: dict[str, Any]) -> None:
+        conn.execute("INSERT OR REPLACE INTO inv_os (host_id, time_ns, os_id, os_version, kernel, arch, "
+                     "boot_time_unix, timezone) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (host, time_ns, _text(data.get("os_id")), _text(data.get("os_version")),
+                      _text(data.get("kernel")), _text(data.get("arch")), _int(data.get("boot_time_unix")),
+                      _text(data.get("timezone"))))
+
+    def query_database(self) -> Path:
+        return self.path
 
     # --- queries --------------------------------------------------------------------------
     def query_metrics(self, host_id: str, name: str, since_ns: int = 0,
