@@ -39,6 +39,7 @@ class HttpApi:
                  rules_status: Callable[[], dict[str, Any]] | None = None) -> None:
         self._store, self._telemetry, self._streams, self._sink = store, telemetry, streams, sink
         self._alerts, self._rules_status = alerts, rules_status
+        self.web_error = ""  # set by the server when the configured dashboard could not start
         app = web.Application()
         app.add_routes([
             web.get("/", self.overview),
@@ -104,6 +105,9 @@ class HttpApi:
             checks["rules"] = self._rules_status()
             if not checks["rules"]["last_reload_ok"] and status == "ok":
                 status = "degraded"  # running on the last good rules
+        if self.web_error:
+            checks["web"] = {"error": self.web_error}
+            status = "degraded" if status == "ok" else status
         checks["counters"] = self._telemetry.snapshot()
         return web.json_response({"status": status, **checks}, status=200 if status != "failing" else 503)
 

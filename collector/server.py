@@ -170,6 +170,8 @@ class CollectorServer:
             port = await self._web.start(cfg.web.listen)
         except OSError as exc:
             log.error("dashboard disabled: cannot listen on %s: %s", cfg.web.listen, exc)
+            if self._http is not None:  # /healthz says "degraded" with the reason
+                self._http.web_error = f"cannot listen on {cfg.web.listen}: {exc}"
             await self._web.stop()
             users.close()
             self._web = None

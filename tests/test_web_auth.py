@@ -522,9 +522,10 @@ def test_collector_runs_on_when_the_dashboard_port_is_taken(tmp_path: Path) -> N
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         c = CollectorProc(tmp_path / "c", web={"listen": f"127.0.0.1:{taken.getsockname()[1]}"})
-        c.start()  # healthy: ingest and alerting do not depend on the dashboard
+        c.start(accept=("degraded",))  # up: ingest and alerting do not depend on the dashboard
         try:
             assert "dashboard disabled: cannot listen" in c.log.read_text()
-            assert c.get("/healthz")["status"] == "ok"
+            health = c.get("/healthz")
+            assert health["status"] == "degraded" and "cannot listen" in health["web"]["error"]
         finally:
             c.stop()
