@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -43,12 +42,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     _without_openssl()
     import asyncio
 
+    from warden.agent import jsonlog
     from warden.agent.config import load_config
     from warden.agent.run import run
 
     cfg = load_config(_config_path(args))
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    jsonlog.setup(args.log_level, args.log_format)
     asyncio.run(run(cfg))
     return 0
 
@@ -91,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", parents=[common], help="run in the foreground")
     r.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    r.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="json: one object per line (time, level, logger, message)")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", parents=[common], help="identity and spool state")

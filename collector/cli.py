@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -25,11 +24,11 @@ def _when(ns: int | None) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from warden.agent import jsonlog
     from warden.collector.server import serve
 
     cfg = _config(args)
-    logging.basicConfig(level=cfg.collector.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    jsonlog.setup(cfg.collector.log_level, cfg.collector.log_format)
     asyncio.run(serve(cfg))
     return 0
 
@@ -409,6 +408,87 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """The running collector's health: streams, store, sink lag, rules, alerts, dashboard."""
+    import urllib.error
+    import urllib.request
+
+    cfg = _config(args)
+    host, _, port = cfg.collector.http_listen.rpartition(":")
+    if not port:
+        print("warden-collector: status needs [collector] http_listen", file=sys.stderr)
+        return 2
+    host = "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5) as r:
+            h = json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        h = json.loads(exc.read() or b"{}") or {"status": f"HTTP {exc.code}"}
+    except OSError as exc:
+        print(f"collector: not reachable at {host}:{port} ({exc})", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(h, indent=2, sort_keys=True))
+    else:
+        counters = h.get("counters", {})
+        store = h.get("store", {})
+        print(f"collector: {h.get('status')}")
+        print(f"  streams      {h.get('streams_active', 0)} open")
+        if "error" in store:
+            print(f"  store        FAILING: {store['error']}")
+        else:
+            print("  store        " + ", ".join(f"{k} {v}" for k, v in sorted(store.items())))
+        sink = h.get("sink")
+        if sink:
+            print(f"  influx sink  lag {sink.get('lag_seconds')} s, {sink.get('buffered')} buffered, "
+                  f"{sink.get('dropped_total')} dropped" + (f", last error: {sink['last_error']}"
+                                                           if sink.get("last_error") else ""))
+        rules = h.get("rules")
+        if rules:
+            state = "ok" if rules.get("last_reload_ok") else "LAST RELOAD FAILED (last good rules in force)"
+            print(f"  rules        {rules.get('loaded')} from {rules.get('dir')}: {state}")
+            for line in (rules.get("last_error") or "").splitlines()[:10]:
+                print(f"               {line}")
+            for rid, n in sorted((rules.get("rule_errors") or {}).items()):
+                print(f"               rule {rid} raised {n} error(s)")
+        print(f"  ingested     {int(counters.get('warden_collector_records_ingested_total', 0))} records, "
+              f"{int(counters.get('warden_collector_batches_rejected_total', 0))} batches rejected")
+        feed = int(counters.get("warden_collector_alert_feed_entries_total", 0))
+        print(f"  alerts       {feed} feed entries")
+        if "web" in h:
+            print(f"  dashboard    {h['web'].get('error')}")
+    return {"ok": 0, "degraded": 1}.get(h.get("status"), 2)
+
+
+def cmd_backup_create(args: argparse.Namespace) -> int:
+    from warden.collector import backup
+
+    cfg = _config(args)
+    info = backup.create(cfg.data_dir, args.file)
+    print(f"backup {info.path}: {len(info.members)} files, {info.bytes} bytes (mode 0600: it holds the "
+          f"CA's private key; keep a copy off-site)")
+    return 0
+
+
+def cmd_backup_verify(args: argparse.Namespace) -> int:
+    from warden.collector import backup
+
+    manifest = backup.verify(args.file)
+    print(f"backup {args.file}: OK, {len(manifest['members'])} files, "
+          f"taken {_when(manifest['created_ns'])} from {manifest.get('source')}")
+    return 0
+
+
+def cmd_backup_restore(args: argparse.Namespace) -> int:
+    from warden.collector import backup
+
+    cfg = _config(args)
+    target = args.data_dir or cfg.data_dir
+    manifest = backup.restore(args.file, target)
+    print(f"restored {len(manifest['members'])} files taken {_when(manifest['created_ns'])} into {target}")
+    return 0
+
+
 def cmd_config_example(args: argparse.Namespace) -> int:
     from warden.collector.config import render_example
 
@@ -528,6 +608,26 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     u.set_defaults(func=cmd_user_passwd)
 
+    st = sub.add_parser("status", help="the running collector's health (exit 0 ok, 1 degraded, 2 down)")
+    st.add_argument("--json", action="store_true")
+    st.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    st.set_defaults(func=cmd_status)
+
+    bk = sub.add_parser("backup", help="back up and restore the collector's state").add_subparsers(
+        dest="backup_cmd", required=True)
+    b = bk.add_parser("create", help="write a consistent backup (works while the collector runs)")
+    b.add_argument("file", type=Path)
+    b.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    b.set_defaults(func=cmd_backup_create)
+    b = bk.add_parser("verify", help="check a backup's manifest, digests and databases")
+    b.add_argument("file", type=Path)
+    b.set_defaults(func=cmd_backup_verify)
+    b = bk.add_parser("restore", help="restore into an empty data directory (collector stopped)")
+    b.add_argument("file", type=Path)
+    b.add_argument("--data-dir", type=Path, help="default: the configured data_dir")
+    b.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    b.set_defaults(func=cmd_backup_restore)
+
     c = sub.add_parser("config", help="configuration").add_subparsers(dest="config_cmd", required=True)
     c.add_parser("example", help="print every option with its default").set_defaults(func=cmd_config_example)
     return p
@@ -538,6 +638,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, ValueError) as exc:
+        print(f"warden-collector: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from warden.collector.backup import BackupError
+
+        if not isinstance(exc, BackupError):
+            raise
         print(f"warden-collector: {exc}", file=sys.stderr)
         return 2
 

@@ -38,6 +38,7 @@ class CollectorSection:
     http_listen: str = _doc("127.0.0.1:4512", "HTTP API, health and /metrics; empty to disable.")
     heartbeat: str = _doc("15s", "Heartbeat interval asked of agents.")
     log_level: str = _doc("info", "debug, info, warning or error.")
+    log_format: str = _doc("text", "text, or json: one object per line (time, level, logger, message).")
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,11 @@ def load_config(path: Path | None) -> CollectorConfig:
     for name in ("metrics", "events", "interval"):
         _duration(getattr(cfg.retention, name), f"retention.{name}")
     _duration(cfg.rules.tick, "rules.tick")
+    if cfg.collector.log_format not in ("text", "json"):
+        raise ConfigError(f"collector.log_format must be text or json, not {cfg.collector.log_format!r}")
+    if cfg.collector.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"collector.log_level must be debug, info, warning or error, "
+                          f"not {cfg.collector.log_level!r}")
     for name in ("session_lifetime", "session_idle", "login_lockout", "refresh"):
         _duration(getattr(cfg.web, name), f"web.{name}")
     if cfg.web.login_max_failures < 1:
