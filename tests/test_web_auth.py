@@ -529,3 +529,19 @@ def test_collector_runs_on_when_the_dashboard_port_is_taken(tmp_path: Path) -> N
             assert health["status"] == "degraded" and "cannot listen" in health["web"]["error"]
         finally:
             c.stop()
+
+
+def test_compliance_facts_carry_the_oldest_pending_security_update(tmp_path: Path) -> None:
+    from warden.collector.store.sqlite import SqliteStore
+    from warden.collector.web import views
+    from warden.collector.web.fleet import FleetReader
+
+    store = SqliteStore(tmp_path / "warden.db")
+    t = time.time_ns() - 9 * 86400 * 10**9  # reported pending nine days ago
+    populate(store, 10, now_ns=t)
+    store.close()
+    facts = {f.host_id: f for f in FleetReader(tmp_path / "warden.db").patch_facts()}
+    assert facts["host-0000"].oldest_security_ns == t  # i % 9 == 0: security updates pending
+    assert facts["host-0001"].oldest_security_ns is None
+    html = views.compliance_page(list(facts.values()), [], None, time.time_ns())
+    assert re.search(r"Oldest pending security update:\s*<b>9 d</b>", html)

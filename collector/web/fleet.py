@@ -61,6 +61,9 @@ class PatchFacts:
     labels: dict[str, str]
     updates: tuple[int, dict[str, Any]] | None
     backups: tuple[int, dict[str, Any]] | None
+    # When the oldest still-pending security update was first reported (the store keeps a
+    # first-seen time per pending update: collector/store/sqlite.py inv_pending).
+    oldest_security_ns: int | None = None
 
 
 class FleetReader:
@@ -129,8 +132,11 @@ class FleetReader:
             "LEFT JOIN inventory u ON u.host_id = h.host_id AND u.section = 'updates' "
             "LEFT JOIN inventory b ON b.host_id = h.host_id AND b.section = 'backups' "
             "WHERE h.revoked_ns IS NULL ORDER BY h.host_id")
+        oldest = dict(self._rows("SELECT host_id, MIN(first_seen_ns) FROM inv_pending WHERE security = 1 "
+                                 "GROUP BY host_id"))
         return [PatchFacts(r[0], json.loads(r[1]), (r[2], json.loads(r[3])) if r[3] is not None else None,
-                           (r[4], json.loads(r[5])) if r[5] is not None else None) for r in rows]
+                           (r[4], json.loads(r[5])) if r[5] is not None else None, oldest.get(r[0]))
+                for r in rows]
 
     def logins(self, host_id: str, limit: int = 20) -> list[tuple[int, dict[str, Any], str]]:
         """The host's newest `auth.login` events: (time_ns, fields, raw). The events index is

@@ -763,12 +763,12 @@ def compliance_page(facts: Sequence[PatchFacts], active: Sequence[Mapping[str, A
             data = f.updates[1] if f.updates else {}
             names = [str(u.get("name")) for u in data.get("pending") or () if u.get("security")]
             alert = pending_alerts.get(hid)
-            oldest = "—"  # no alert: younger than the rule's min_age (the engine keeps the clocks)
+            age_s = (now_s - f.oldest_security_ns / 1e9) if f.oldest_security_ns else None
+            oldest = fmt_age(age_s) if age_s is not None else "—"
             if alert is not None:
-                v = alert.get("value")
-                oldest = f"{fmt_age(v) if v is not None else '?'} (alert #{int(alert['id'])})"
+                oldest += f" (alert #{int(alert['id'])})"
             last = row.get("last_update_unix")
-            sec_rows.append((alert.get("value") or 0 if alert else 0, row.get("security") or 0,
+            sec_rows.append((age_s or 0, row.get("security") or 0,
                              f'<tr><td>{host_link(hid)}</td><td>{gv}</td><td>{row.get("security")}</td>'
                              f'<td>{row.get("pending")}</td><td>{oldest}</td><td>'
                              f'{fmt_age(now_s - last) + " ago" if last else "—"}</td><td>'
@@ -779,7 +779,8 @@ def compliance_page(facts: Sequence[PatchFacts], active: Sequence[Mapping[str, A
                                f'</td><td>{_cell(row.get("newest_kernel"))}</td><td>'
                                f'{_cell(data.get("reboot_required_packages"))}</td></tr>')
     sec_rows.sort(key=lambda r: (-r[0], -r[1]))
-    oldest_alert = max((a.get("value") or 0 for a in pending_alerts.values()), default=None)
+    firsts = [f.oldest_security_ns for f in facts if f.oldest_security_ns]
+    oldest_alert = (now_s - min(firsts) / 1e9) if firsts else None
     stale_rows = "".join(
         f'<tr><td>{host_link(f.host_id)}</td><td>{esc(f.labels.get(group, "")) if group else ""}</td>'
         f'<td>{esc(str(s.get("name")))}</td><td>{esc(str(s.get("source", "")))}</td>'
@@ -800,13 +801,13 @@ def compliance_page(facts: Sequence[PatchFacts], active: Sequence[Mapping[str, A
 <noscript><button>Apply</button></noscript></form></div>
 <section class="card"><h2>Patch compliance by {esc(gh)}</h2>
 <p>{current} of {reporting} reporting host(s) have no security update pending
-({f"{100 * current / reporting:.0f}%" if reporting else "—"}). Oldest pending security update (alerts):
-<b>{fmt_age(oldest_alert) if oldest_alert else "none past the rule's threshold"}</b>.</p>
+({f"{100 * current / reporting:.0f}%" if reporting else "—"}). Oldest pending security update:
+<b>{fmt_age(oldest_alert) if oldest_alert else "none"}</b>.</p>
 {table("".join(grows), (gh, "Hosts", "Reporting", "Up to date", "Security pending", "Reboot needed",
                         "Stale backups"), "groups-table", "No hosts.")}</section>
 <section class="card"><h2>Security updates pending</h2><p class="muted">Oldest pending: how long the oldest
-security update has waited, from the <code>security_updates_pending</code> alert (the rules engine clocks each
-update); empty while it is younger than the rule's <code>min_age</code>.</p>
+security update has been reported pending on the host (the store clocks each pending update from the
+first report that listed it); the alert number when <code>security_updates_pending</code> fires.</p>
 {table("".join(r for _, _, r in sec_rows), ("Host", gh, "Security", "All pending", "Oldest pending",
        "Last update", "Packages"), "security-table", "No host has security updates pending.")}</section>
 <section class="card"><h2>Reboots needed</h2>{table("".join(reboot_rows), ("Host", gh, "Running kernel",
