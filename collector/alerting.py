@@ -27,6 +27,7 @@ from warden.collector.alerts.manager import AlertManager, FeedEntry
 from warden.collector.records import Record
 from warden.collector.rules.engine import RuleEngine
 from warden.collector.rules.loader import RuleErrors, RuleSet, load_rules, rule_files
+from warden.collector.rules.spec import RuleError
 from warden.collector.store.base import Host
 from warden.collector.telemetry import Telemetry
 
@@ -109,6 +110,8 @@ class AlertPipeline:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._files_sig: tuple[Any, ...] = ()
+        self._unapplied: list[Any] = []  # transitions the alert store refused; retried
+        self._max_unapplied = 100_000
         telemetry.gauge("warden_collector_rules_backlog_records", lambda: self._backlog)
         telemetry.gauge("warden_collector_rules_loaded", lambda: self.status.loaded)
         telemetry.gauge("warden_collector_rules_last_reload_ok", lambda: int(self.status.last_reload_ok))
@@ -125,6 +128,10 @@ class AlertPipeline:
             self._loaded(ruleset, now)
         except RuleErrors as exc:
             self._failed_load(exc, now)
+        except Exception as exc:
+            log.exception("rules do not load")
+            self._failed_load(RuleErrors([RuleError(f"the loader failed: {type(exc).__name__}: {exc}",
+                                                    str(self.rules_dir))]), now)
         saved = self.manager.load_engine_state()
         if saved:
             self.engine.restore(saved)
@@ -160,6 +167,15 @@ class AlertPipeline:
 
     # --- the thread ----------------------------------------------------------------------------
     def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._loop()
+            except Exception:  # the thread must outlive any bug in one pass: log, count, go on
+                log.exception("rules pipeline failed; continuing")
+                self._telemetry.inc("warden_collector_rules_pipeline_errors_total")
+                time.sleep(0.5)
+
+    def _loop(self) -> None:
         next_tick = time.monotonic()
         next_poll = next_tick + self._reload_poll
         next_snapshot = next_tick + self._snapshot_every
@@ -199,19 +215,28 @@ class AlertPipeline:
                 next_hosts = mono + 5.0
                 self._refresh_hosts()
             entries: list[FeedEntry] = []
+            ticked = mono >= next_tick
+            if ticked:
+                next_tick = mono + self._tick
+                transitions += self.engine.tick(now)
+            if self._unapplied:
+                transitions = self._unapplied + transitions
+                self._unapplied = []
             try:
-                if mono >= next_tick:
-                    next_tick = mono + self._tick
-                    transitions += self.engine.tick(now)
+                if transitions:
                     entries += self.manager.apply(transitions, now)
+                if ticked:
                     entries += self.manager.tick(now)
-                elif transitions:
-                    entries += self.manager.apply(transitions, now)
             except Exception:
-                # The alert store failed (disk full?): the transitions are lost for the feed,
-                # the engine's state keeps them firing; counted and logged.
-                log.exception("alert manager failed to apply %d transitions", len(transitions))
+                # The alert store failed (locked past its timeout, disk full): an apply is
+                # all-or-nothing, so the transitions are kept and applied again next pass.
+                log.exception("alert manager failed to apply %d transitions; retrying", len(transitions))
                 self._telemetry.inc("warden_collector_alert_store_errors_total")
+                self._unapplied = transitions[-self._max_unapplied:]
+                if len(transitions) > self._max_unapplied:
+                    self._telemetry.inc("warden_collector_alert_transitions_dropped_total",
+                                        len(transitions) - self._max_unapplied)
+                time.sleep(0.2)
             if entries:
                 self._telemetry.inc("warden_collector_alert_feed_entries_total", len(entries))
                 self.feed.publish_threadsafe(entries[-1].position)
@@ -249,6 +274,11 @@ class AlertPipeline:
             ruleset = load_rules(self.rules_dir)
         except RuleErrors as exc:
             self._failed_load(exc, now)
+            return []
+        except Exception as exc:  # a loader bug must not take the rules thread down with it
+            log.exception("rules reload crashed")
+            self._failed_load(RuleErrors([RuleError(f"the loader failed: {type(exc).__name__}: {exc}",
+                                                    str(self.rules_dir))]), now)
             return []
         if ruleset.digest == self.engine.ruleset.digest and not forced:
             return []

@@ -51,6 +51,8 @@ class Ingest:
         self._pending_records = 0
         self._room = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
+        # (host, spool, stream) -> first seq of a batch of that stream that failed to commit
+        self._failed: dict[tuple[str, str, int], int] = {}
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="ingest")
@@ -103,6 +105,25 @@ class Ingest:
 
     async def _commit(self, loop: asyncio.AbstractEventLoop,
                       group: list[tuple[Batch, asyncio.Future[CommitResult]]]) -> None:
+        # A batch whose commit failed leaves a hole in its spool's sequence: a later batch of
+        # the same stream must not commit past it, or the committed mark would acknowledge
+        # records that were never stored (the agent would delete them). Those batches fail
+        # too; the stream ends and the agent's next session resends from the committed mark.
+        # (A new session may legitimately start past the hole: its spool dropped records.)
+        if self._failed:
+            kept = []
+            for item in group:
+                b = item[0]
+                hole = self._failed.get((b.host_id, b.spool_id, b.stream))
+                if hole is not None and b.first_seq > hole:
+                    if not item[1].done():
+                        item[1].set_exception(ConnectionAbortedError(
+                            f"batch {hole}.. of this spool failed to commit; resend from {hole}"))
+                    continue
+                kept.append(item)
+            group = kept
+            if not group:
+                return
         t0 = time.perf_counter()
         try:
             results = await loop.run_in_executor(self._writer, self._store.commit_batches,
@@ -114,8 +135,12 @@ class Ingest:
                 for item in group:
                     await self._commit(loop, [item])
                 return
-            log.error("commit of batch %s-%s from %s failed: %s", group[0][0].first_seq,
-                      group[0][0].last_seq, group[0][0].host_id, exc)
+            b = group[0][0]
+            log.error("commit of batch %s-%s from %s failed: %s", b.first_seq, b.last_seq, b.host_id, exc)
+            key = (b.host_id, b.spool_id, b.stream)
+            self._failed[key] = min(self._failed.get(key, b.first_seq), b.first_seq)
+            while len(self._failed) > 10_000:  # streams end; their marks need not live forever
+                del self._failed[next(iter(self._failed))]
             self._telemetry.inc("warden_collector_store_errors_total")
             if not group[0][1].done():
                 group[0][1].set_exception(exc)  # the agent keeps the batch and retries

@@ -378,7 +378,7 @@ def _load_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
         raise CsrRefused("CSR is not a PEM certificate request")
     try:
         csr = x509.load_pem_x509_csr(bytes(csr_pem))
-    except ValueError as e:
+    except (ValueError, x509.InvalidVersion) as e:
         raise CsrRefused(f"CSR cannot be parsed: {e}") from None
     try:
         csr.public_key()

@@ -51,6 +51,7 @@ class Batch:
     first_seq: int
     last_seq: int
     records: list[Record]
+    stream: int = 0  # which Report stream carried it (the servicer numbers them; 0 = none)
 
 
 @dataclass(slots=True, frozen=True)

@@ -8,12 +8,14 @@ streams, whenever the register changes (see `StreamRegistry.revoke`).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from warden.collector import pki as pki_mod
 from warden.collector import tokens
@@ -26,6 +28,14 @@ from warden.collector.translate import Limits, Refused, batch_from_proto
 from warden.v1 import collector_pb2, collector_pb2_grpc
 
 log = logging.getLogger(__name__)
+_STREAM_NUMBERS = itertools.count(1)
+
+
+def _undecodable() -> Refused:
+    # The sequence range cannot be known from bytes that do not parse: the agent checks its
+    # own batch and sets aside the records that do not decode (agent/transport.py).
+    return Refused(grpc.StatusCode.INVALID_ARGUMENT, "undecodable",
+                   "a message that does not decode as warden.v1.ReportRequest")
 
 MAX_SPOOL_ID = 64
 
@@ -163,7 +173,11 @@ class CollectorServicer(collector_pb2_grpc.CollectorServicer):
                      context: grpc.aio.ServicerContext) -> None:
         peer = await _peer(context, self._store, self._telemetry)
         host_id = peer.common_name
-        first = await context.read()
+        stream_no = next(_STREAM_NUMBERS)
+        try:
+            first = await context.read()
+        except DecodeError:
+            await self._reject(context, _undecodable())
         if first is grpc.aio.EOF:
             return
         if first.WhichOneof("msg") != "hello":
@@ -188,7 +202,7 @@ class CollectorServicer(collector_pb2_grpc.CollectorServicer):
         inflight = asyncio.Semaphore(self._settings.max_inflight_batches)
         self._streams.add(peer.serial_hex, outbox)
         self._telemetry.set("warden_collector_streams_active", len(self._streams))
-        reader = asyncio.create_task(self._read(context, host_id, spool_id, outbox, inflight))
+        reader = asyncio.create_task(self._read(context, host_id, spool_id, outbox, inflight, stream_no))
         try:
             while True:
                 item = await outbox.get()
@@ -218,11 +232,15 @@ class CollectorServicer(collector_pb2_grpc.CollectorServicer):
             self._telemetry.set("warden_collector_streams_active", len(self._streams))
 
     async def _read(self, context: grpc.aio.ServicerContext, host_id: str, spool_id: str,
-                    outbox: asyncio.Queue[object], inflight: asyncio.Semaphore) -> None:
+                    outbox: asyncio.Queue[object], inflight: asyncio.Semaphore, stream_no: int) -> None:
         limits = self._settings.limits
         try:
             while True:
-                msg = await context.read()
+                try:
+                    msg = await context.read()
+                except DecodeError:
+                    outbox.put_nowait(_undecodable())
+                    return
                 if msg is grpc.aio.EOF:
                     outbox.put_nowait(_StreamEnd())
                     return
@@ -230,6 +248,7 @@ class CollectorServicer(collector_pb2_grpc.CollectorServicer):
                 if which == "batch":
                     try:
                         batch = batch_from_proto(msg.batch, host_id, spool_id, limits, time.time_ns())
+                        batch.stream = stream_no
                     except Refused as refused:
                         refused.seqs = (msg.batch.first_seq, msg.batch.last_seq)
                         outbox.put_nowait(refused)

@@ -63,6 +63,9 @@ def _bad(reason: str, message: str) -> Refused:
     return Refused(grpc.StatusCode.INVALID_ARGUMENT, reason, message)
 
 
+MAX_SEQ = 2**63 - 1
+
+
 def batch_from_proto(pb: collector_pb2.Batch, host_id: str, spool_id: str, limits: Limits,
                      now_ns: int) -> Batch:
     """Translate one Batch; raise Refused on the first violation."""
@@ -77,6 +80,8 @@ def batch_from_proto(pb: collector_pb2.Batch, host_id: str, spool_id: str, limit
     if n == 0 or pb.first_seq < 1 or pb.last_seq - pb.first_seq + 1 != n:
         raise _bad("bad_sequence", f"batch sequence range [{pb.first_seq}, {pb.last_seq}] does not "
                                    f"cover its {n} records (sequences start at 1)")
+    if pb.last_seq > MAX_SEQ:  # the store keeps sequences as SQLite's signed 64-bit integers
+        raise _bad("bad_sequence", f"batch sequence {pb.last_seq} is above the largest allowed ({MAX_SEQ})")
     max_ts = now_ns + MAX_FUTURE_SKEW_NS
     records: list[Record] = []
     append = records.append

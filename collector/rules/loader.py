@@ -155,7 +155,7 @@ def _parse_rule(spec: Spec, ctx: ParseContext) -> Rule:
     if not isinstance(spec.data, dict):
         raise spec.error(f"{spec.what} must be a mapping")
     kind = spec.data.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise spec.error(f"{spec.what}: kind must be one of {', '.join(KINDS)}, not {kind!r}",
                          "kind" if "kind" in spec.data else None)
     common = parse_common(spec, kind)

@@ -9,6 +9,7 @@ when done, refuses fields nobody read (a typo like `treshold` must not silently 
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -85,6 +86,8 @@ def load_yaml(text: str, file: str = "") -> Any:
         raise RuleError(f"invalid YAML: {exc}", file) from None
     except (ValueError, TypeError) as exc:  # e.g. an impossible unquoted date: 2025-13-01
         raise RuleError(f"invalid YAML value: {exc}", file) from None
+    except RecursionError:
+        raise RuleError("invalid YAML: nested too deeply", file) from None
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w))+?", re.ASCII)
@@ -97,8 +100,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"invalid duration {value!r}: negative")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"invalid duration {value!r}: must be a finite, non-negative number")
         return float(value)
     if not isinstance(value, str):
         raise ValueError(f"invalid duration {value!r}")
@@ -107,7 +110,10 @@ def parse_duration(value: Any) -> float:
         return 0.0
     if not _DURATION_FULL.fullmatch(s):
         raise ValueError(f"invalid duration {value!r}: use e.g. 30s, 5m, 1h30m, 7d")
-    return sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(s))
+    total = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(s))
+    if not math.isfinite(total) or total > 100 * 365 * 86400:
+        raise ValueError(f"invalid duration {value!r}: longer than 100 years")
+    return total
 
 
 _ABSENT = object()
@@ -166,6 +172,8 @@ class Spec:
 
     def number(self, key: str, default: Any = _ABSENT) -> Any:
         value = self.get(key, (int, float), default)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(f"{self.what}: {key} must be a finite number, not {value!r}", key)
         return float(value) if value is not None and value is not default else value
 
     def int(self, key: str, default: Any = _ABSENT, minimum: int | None = None) -> Any:

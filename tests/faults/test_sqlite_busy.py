@@ -6,14 +6,14 @@ databases.
    Asserted: while it is held nothing is committed and no agent is acknowledged (acks mean
    "durably stored") while the agents keep spooling; the hold is waited out (no store error, no
    stream ended); after the release every event is stored exactly once and every sample stored.
-2. (strict xfail, a bug) warden.db held past the busy timeout, with two batches of one stream
+2. (a bug, now fixed; kept as a regression test) warden.db held past the busy timeout, with two batches of one stream
    queued: the first fails visibly (warden_collector_store_errors_total, the stream ends with
    UNAVAILABLE) but the second commits after the release, and the committed mark jumps over the
    first: its records are acknowledged on the next Welcome and never stored.
 3. alerts.db (the alert manager's database), held for 3 s (shorter than its 10 s busy timeout)
    while an event that raises an alert arrives. Asserted: ingest goes on meanwhile (agents are
    acknowledged), and the alert is stored and served once the lock is released.
-4. (strict xfail, a bug) alerts.db held for 12 s, longer than its busy timeout: the alert raised
+4. (a bug, now fixed; kept as a regression test) alerts.db held for 12 s, longer than its busy timeout: the alert raised
    meanwhile is never stored, even after the release.
 """
 
@@ -105,12 +105,6 @@ def _batch(first: int, n: int) -> Any:
     return collector_pb2.ReportRequest(batch=b)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "collector/store/sqlite.py commit_batches accepts a batch that starts past committed_seq + 1 "
-    "and moves the mark to its last_seq; with collector/ingest.py committing queued batches "
-    "independently, a batch whose commit failed (database locked past busy_timeout) is jumped "
-    "over by the next batch of the same stream once the lock is gone: the next Welcome "
-    "acknowledges the failed range and the agent deletes records that were never stored"))
 async def test_failed_commit_is_not_jumped_over_by_the_next_batch_of_the_stream(tmp_path: Path,
                                                                                cleanup: ExitStack) -> None:
     import grpc
@@ -240,12 +234,6 @@ def test_alerts_db_locked_briefly_ingest_goes_on_and_the_alert_arrives(alerting:
     assert alerting.collector.counter("warden_collector_alert_store_errors_total") == errors
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "collector/alerting.py AlertPipeline._run: when manager.apply() fails (alerts.db locked past "
-    "its 10 s busy timeout, or disk full) the transitions are only logged and counted "
-    "(warden_collector_alert_store_errors_total); the engine already counts the alert as firing "
-    "and never emits it again, so the alert is never stored, served, fed or notified, even after "
-    "alerts.db is writable again"))
 def test_alert_raised_while_alerts_db_locked_past_busy_timeout_is_not_lost(alerting: Alerting) -> None:
     errors = alerting.collector.counter("warden_collector_alert_store_errors_total")
     _locked_alerts_db(alerting, "long", 12.0)
