@@ -136,6 +136,14 @@ class AlertPipeline:
         if saved:
             self.engine.restore(saved)
         self._refresh_hosts()
+        if self.status.last_reload_ok:  # with no rules loaded, nothing can be judged orphaned
+            try:
+                orphans = self.engine.adopt_open_alerts(self.manager.active(), now)
+                if orphans:
+                    self.manager.apply(orphans, now)
+                    log.info("resolved %d open alert(s) of rules that no longer exist", len(orphans))
+            except Exception:
+                log.exception("could not reconcile open alerts with the rules")
         self.feed.bind(loop, self.manager.last_position())
         self._thread = threading.Thread(target=self._run, name="warden-rules", daemon=True)
         self._thread.start()

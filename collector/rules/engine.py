@@ -160,6 +160,35 @@ class RuleEngine:
             log.error("rule %s failed: %s", rid, text)
             self.last_error[rid] = text
 
+    def adopt_open_alerts(self, alerts: Iterable[Mapping[str, Any]], now_ns: int) -> list[Transition]:
+        """Reconcile with the alert store after a restart: open alerts whose rule is gone are
+        resolved; open alerts a rule no longer holds (its saved state was older than the
+        crash) are handed back to that rule, which resolves them when their condition clears."""
+        by_id = self.ruleset.by_id()
+        held: set[str] = set()
+        for r in self.ruleset.rules:
+            lc = getattr(r, "lifecycle", None)
+            if lc is not None:
+                held.update(fp for fp, _ in lc.active())
+        out: list[Transition] = []
+        for a in alerts:
+            fp, labels = a["fingerprint"], dict(a["labels"])
+            if fp in held:
+                continue
+            rule = by_id.get(a["rule"])
+            if rule is None or getattr(rule, "lifecycle", None) is None:
+                out.append(Transition(a["rule"], fp, labels, dict(a["annotations"]), "resolved", now_ns,
+                                      a.get("starts_ns") or now_ns, a.get("value"), a["state"] == "firing"))
+                continue
+            # Metric series keep sending: hold until a sample says otherwise (or the series goes
+            # stale); state checks re-evaluate at once; events resolve after keep_firing_for.
+            rule.lifecycle.adopt(fp, labels, "firing" if a["state"] == "firing" else "pending",
+                                 a.get("starts_ns") or now_ns, now_ns, holding=rule.common.kind == "metric")
+            adopt = getattr(rule, "adopt", None)
+            if adopt is not None:
+                adopt(labels.get("host", ""), fp, labels)
+        return out
+
     # --- persistence ---------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         rules = {}

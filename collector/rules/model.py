@@ -276,6 +276,13 @@ class Lifecycle:
             tr.holding = False
         return out
 
+    def adopt(self, fp: str, labels: dict[str, str], state: str, since_ns: int, now_ns: int,
+              holding: bool) -> None:
+        """Take over an alert the alert store holds open but this lifecycle does not know (state
+        lost in a crash): it then resolves like any other, when its condition says so."""
+        if fp not in self._active:
+            self._active[fp] = _Track(dict(labels), {}, state, since_ns, now_ns, now_ns, holding)
+
     def retract(self, fp: str, now_ns: int) -> list[Transition]:
         """Resolve an alert at once: later evidence showed its trigger was no trigger."""
         tr = self._active.pop(fp, None)

@@ -389,6 +389,11 @@ class StateRule:
             self._tracked.pop(host_id, None)
         return out
 
+    def adopt(self, host_id: str, fp: str, labels: dict[str, str]) -> None:
+        """Track an adopted open alert, so the next evaluation resolves it if the check no
+        longer reports it."""
+        self._tracked.setdefault(host_id, {})[fp] = labels
+
     def _forget(self, host_id: str, now_ns: int) -> list[Transition]:
         self._memory.pop(host_id, None)
         out: list[Transition] = []

@@ -10,9 +10,10 @@ one fingerprint, an alert already open is not opened again when its trigger repe
 the feed's positions keep increasing across the crashes (entries after a restart come after
 every entry before it, and an operator following the feed from the start over gRPC sees them
 strictly increasing); the agents' events are stored exactly once.
-Two strict xfails show what is NOT consistent across a restart (bugs): a firing alert whose
-condition clears after a crash is never resolved, and the open alerts of a rule removed while
-the collector was down (or before a reload it was killed in was applied) stay open for good.
+Two regression tests for what was not consistent across a restart (now fixed by reconciling the
+engine with the alert store at start, RuleEngine.adopt_open_alerts): a firing alert whose
+condition clears after a crash resolves, and the open alerts of a rule removed while the
+collector was down are resolved.
 """
 
 from __future__ import annotations
@@ -206,12 +207,6 @@ def test_sigkill_during_rule_reloads_keeps_rules_alerts_and_feed_consistent(setu
         assert not missing and not dup, (a["host_id"], missing[:9], dup[:9])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "collector/alerting.py AlertPipeline.start restores the rules engine from its last snapshot "
-    "(taken every 30 s and on a clean stop) but never reconciles it with the open alerts in "
-    "alerts.db: an alert that fired after the last snapshot is unknown to the engine after a "
-    "SIGKILL, so when its condition clears no 'resolved' transition is ever made and it stays "
-    "firing forever"))
 def test_alert_firing_at_a_crash_resolves_when_its_condition_clears(setup: Setup) -> None:
     s = setup
     s.send(records.metric("fault_temp", 80.0))
@@ -222,12 +217,6 @@ def test_alert_firing_at_a_crash_resolves_when_its_condition_clears(setup: Setup
     assert not s.alerts("temp_high"), s.alerts("temp_high")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "collector/alerting.py AlertPipeline.start: only a live reload (RuleEngine.replace_rules) "
-    "resolves the alerts of a removed rule; a rule removed while the collector is not running "
-    "(stopped, or killed before a SIGHUP reload was applied, which the main test hits at random) "
-    "is simply absent from the rule set loaded at start, and its open alerts in alerts.db are "
-    "never resolved"))
 def test_alerts_of_a_rule_removed_while_the_collector_was_down_are_resolved(setup: Setup) -> None:
     s = setup
     s.trigger("gone")
