@@ -6,15 +6,15 @@ databases.
    Asserted: while it is held nothing is committed and no agent is acknowledged (acks mean
    "durably stored") while the agents keep spooling; the hold is waited out (no store error, no
    stream ended); after the release every event is stored exactly once and every sample stored.
-2. (a bug, now fixed; kept as a regression test) warden.db held past the busy timeout, with two batches of one stream
-   queued: the first fails visibly (warden_collector_store_errors_total, the stream ends with
-   UNAVAILABLE) but the second commits after the release, and the committed mark jumps over the
-   first: its records are acknowledged on the next Welcome and never stored.
+2. (regression test of a fixed bug) warden.db held past the busy timeout, with two batches of
+   one stream queued: the first fails visibly (warden_collector_store_errors_total, the stream
+   ends with UNAVAILABLE); the second used to commit after the release, the committed mark
+   jumping over the first (acknowledged, never stored). Now it fails too and nothing is lost.
 3. alerts.db (the alert manager's database), held for 3 s (shorter than its 10 s busy timeout)
    while an event that raises an alert arrives. Asserted: ingest goes on meanwhile (agents are
    acknowledged), and the alert is stored and served once the lock is released.
-4. (a bug, now fixed; kept as a regression test) alerts.db held for 12 s, longer than its busy timeout: the alert raised
-   meanwhile is never stored, even after the release.
+4. (regression test of a fixed bug) alerts.db held for 12 s, longer than its busy timeout: the
+   alert raised meanwhile used to be lost; now it is stored after the release.
 """
 
 from __future__ import annotations
