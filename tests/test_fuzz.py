@@ -323,10 +323,10 @@ def test_undecodable_report_messages_get_a_clear_refusal(target: Target) -> None
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "one undecodable record in an agent's spool wedges its stream for good: the collector ends "
-    "the stream with OK and no warden-refused-seqs trailer (collector/servicer.py _read), so "
-    "agent/transport.py never sets the batch aside, resends it on every session and, its backoff "
-    "reset by each Welcome, reconnects ~12 times a second; no record after it is ever delivered"))
+    "one undecodable record in an agent's spool wedges its stream for good: the collector now "
+    "answers INVALID_ARGUMENT (reason undecodable) but cannot name the sequence range, and "
+    "agent/transport.py does not yet check its own batch and set the bad record aside; it resends "
+    "it on every session, so no record after it is ever delivered"))
 async def test_a_corrupt_spooled_record_does_not_stop_the_records_after_it(target: Target,
                                                                            tmp_path: Path) -> None:
     state = tmp_path / "state"
