@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -75,30 +76,58 @@ def cmd_config_example(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, sized as it sizes itself but without importing shutil (with bz2
+    and lzma: half a megabyte that the long-running agent would keep)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        if width is None:
+            width = _terminal_columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size().columns."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="warden-agent", description=__doc__)
-    common = argparse.ArgumentParser(add_help=False)
+    fmt = _HelpFormatter
+    p = argparse.ArgumentParser(prog="warden-agent", description=__doc__, formatter_class=fmt)
+    common = argparse.ArgumentParser(add_help=False, formatter_class=fmt)
     common.add_argument("--config", type=Path, default=None,
                         help=f"TOML config file (default: {DEFAULT_CONFIG} when present)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    e = sub.add_parser("enroll", parents=[common], help="enroll with a collector using a one-time token")
+    e = sub.add_parser("enroll", parents=[common], help="enroll with a collector using a one-time token",
+                       formatter_class=fmt)
     e.add_argument("--collector", required=True, help="the collector's enrollment address HOST:PORT")
     e.add_argument("--token", required=True, help="token from `warden-collector token create`")
     e.add_argument("--host-id", default=None, help="identity to request (default: this host's name)")
     e.set_defaults(func=cmd_enroll)
 
-    r = sub.add_parser("run", parents=[common], help="run in the foreground")
+    r = sub.add_parser("run", parents=[common], help="run in the foreground", formatter_class=fmt)
     r.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     r.add_argument("--log-format", default="text", choices=["text", "json"],
                    help="json: one object per line (time, level, logger, message)")
     r.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("status", parents=[common], help="identity and spool state")
+    s = sub.add_parser("status", parents=[common], help="identity and spool state", formatter_class=fmt)
     s.set_defaults(func=cmd_status)
 
-    c = sub.add_parser("config", help="configuration").add_subparsers(dest="config_cmd", required=True)
-    c.add_parser("example", help="print every option with its default").set_defaults(
+    c = sub.add_parser("config", help="configuration", formatter_class=fmt).add_subparsers(
+        dest="config_cmd", required=True)
+    c.add_parser("example", help="print every option with its default", formatter_class=fmt).set_defaults(
         func=cmd_config_example)
     return p
 

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from warden.agent.probes import RESERVED_KEYS, HostPaths, ProbeSpec, option, registered
+from warden.agent.probes import names as probe_names
+from warden.agent.probes import spec as probe_spec
 
 __all__ = [
     "AgentConfig",
@@ -83,6 +85,41 @@ class ProbeSettings:
     enabled: bool
     interval_seconds: float
     options: Any
+
+
+class _UnloadedProbe(ProbeSettings):
+    """A probe the file switches off without setting any of its options: its module is not
+    imported (the agent never runs it; importing every probe costs megabytes of RSS). Its
+    default interval and options are loaded when first read; it equals the ProbeSettings
+    that would have been built."""
+
+    def __init__(self, name: str, interval_seconds: float | None) -> None:
+        object.__setattr__(self, "enabled", False)
+        object.__setattr__(self, "_name", name)
+        if interval_seconds is not None:
+            object.__setattr__(self, "interval_seconds", interval_seconds)
+
+    def __getattr__(self, attr: str) -> Any:  # only for attributes not set yet
+        if attr not in ("interval_seconds", "options"):
+            raise AttributeError(attr)
+        defaults = _probe_defaults(probe_spec(self.__dict__["_name"]))
+        if "interval_seconds" not in self.__dict__:
+            object.__setattr__(self, "interval_seconds", defaults.interval_seconds)
+        object.__setattr__(self, "options", defaults.options)
+        return self.__dict__[attr]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProbeSettings):
+            return NotImplemented
+        return (self.enabled, self.interval_seconds, self.options) == (
+            other.enabled, other.interval_seconds, other.options)
+
+    def __hash__(self) -> int:
+        return hash((self.enabled, self.interval_seconds, self.options))
+
+    def __repr__(self) -> str:
+        return f"ProbeSettings(enabled={self.enabled!r}, interval_seconds={self.interval_seconds!r}, " \
+               f"options={self.options!r})"
 
 
 def _default_probes() -> dict[str, ProbeSettings]:
@@ -165,14 +202,20 @@ def _table(value: Any, where: str) -> dict[str, Any]:
 
 
 def _build_probes(table: dict[str, Any]) -> dict[str, ProbeSettings]:
-    specs = registered()
+    known = probe_names()
     for name in table:
-        if name not in specs:
-            raise ConfigError(f"unknown probe [probes.{name}] (registered: {', '.join(specs)})")
-    out = {}
-    for name, spec in specs.items():
+        if name not in known:
+            raise ConfigError(f"unknown probe [probes.{name}] (registered: {', '.join(known)})")
+    out: dict[str, ProbeSettings] = {}
+    for name in known:
         where = f"probes.{name}"
         values = dict(_table(table.get(name, {}), where))
+        if values.get("enabled") is False and values.keys() <= {"enabled", "interval_seconds"}:
+            interval = values.get("interval_seconds")
+            out[name] = _UnloadedProbe(name, None if interval is None else _convert(
+                interval, float, f"{where}.interval_seconds", {"gt": 0}))
+            continue
+        spec = probe_spec(name)
         defaults = _probe_defaults(spec)
         enabled = _convert(values.pop("enabled", defaults.enabled), bool, f"{where}.enabled", {})
         interval = _convert(

@@ -12,7 +12,7 @@ import logging
 import signal
 
 from warden.agent import identity as ident
-from warden.agent import records
+from warden.agent import memory, records
 from warden.agent.config import AgentConfig
 from warden.agent.scheduler import Scheduler, build_probes
 from warden.agent.spooler import AsyncSpool
@@ -40,6 +40,25 @@ async def _self_metrics(spool: AsyncSpool, transport: Transport, interval: float
         await spool.append([r.SerializeToString() for r in out])
 
 
+async def _trim_memory(scheduler: Scheduler, transport: Transport, stop: asyncio.Event) -> None:
+    """Once start-up is over (every probe has run once and a session is up), and again after
+    every new session (its TLS handshake), unmap the code pages only start-up used (RSS)."""
+    trimmed_session = 0
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):  # soon after start-up, then a look now and then
+            await asyncio.wait_for(stop.wait(), 10.0 if trimmed_session else 1.0)
+        sessions = transport.stats.sessions
+        if sessions > trimmed_session and transport.stats.connected and all(
+                st.runs or st.error is not None for st in scheduler.stats().values()):
+            trimmed_session = sessions
+            try:
+                kib = memory.trim_file_mappings()
+            except Exception:  # never worth stopping for
+                log.exception("trimming file mappings failed")
+                return
+            log.debug("unmapped %d KiB of clean file pages", kib)
+
+
 async def run(cfg: AgentConfig) -> None:
     """Run until SIGINT/SIGTERM. Refuses to start when not enrolled."""
     state_dir = cfg.agent.state_dir
@@ -60,12 +79,19 @@ async def run(cfg: AgentConfig) -> None:
     disk = next((p.probe for p in probes if p.name == "disk"), None)
     observe_kernel = getattr(disk, "observe_kernel_line", None)
 
-    def emit(recs: list[records_pb2.Record], checkpoints: dict[str, bytes] | None = None) -> None:
+    def emit(recs: list[records_pb2.Record | bytes], checkpoints: dict[str, bytes] | None = None) -> None:
+        """Records, or records already serialized (bytes, from a probe's collect_serialized()),
+        to the spool."""
+        payloads = [r if r.__class__ is bytes else r.SerializeToString() for r in recs]  # type: ignore[union-attr]
         if observe_kernel is not None:
-            for r in recs:
-                if r.WhichOneof("kind") == "event" and r.event.kind.startswith("kernel."):
-                    observe_kernel(r.event.raw, r.event.source, r.event.time_unix_nano)
-        spool.append_nowait([r.SerializeToString() for r in recs], checkpoints)
+            for p in payloads:
+                # A kernel.* kind is within the first bytes of a serialized event (Record.event,
+                # its length, Event.kind's tag and length): only those are decoded.
+                if b"kernel." in p[:24]:
+                    r = records_pb2.Record.FromString(p)
+                    if r.WhichOneof("kind") == "event" and r.event.kind.startswith("kernel."):
+                        observe_kernel(r.event.raw, r.event.source, r.event.time_unix_nano)
+        spool.append_nowait(payloads, checkpoints)
 
     scheduler = Scheduler(probes, emit)
     transport = Transport(state_dir, spool, cfg.transport, records.agent_version())
@@ -77,7 +103,8 @@ async def run(cfg: AgentConfig) -> None:
     tasks = [asyncio.create_task(scheduler.run(), name="scheduler"),
              asyncio.create_task(transport.run(stop), name="transport"),
              asyncio.create_task(_self_metrics(spool, transport, cfg.transport.heartbeat_seconds * 4,
-                                               stop), name="self-metrics")]
+                                               stop), name="self-metrics"),
+             asyncio.create_task(_trim_memory(scheduler, transport, stop), name="trim-memory")]
     await stop.wait()
     log.info("stopping")
     scheduler.stop()

@@ -24,7 +24,7 @@ import psutil
 
 from warden.agent import records
 from warden.agent.config import AgentConfig, ConfigError
-from warden.agent.probes import Probe, registered
+from warden.agent.probes import Probe, spec
 from warden.v1 import records_pb2
 
 __all__ = ["ProbeStats", "ScheduledProbe", "Scheduler", "build_probes"]
@@ -78,13 +78,12 @@ def build_probes(config: AgentConfig) -> list[ScheduledProbe]:
     if config.paths.proc_root != Path("/proc"):
         # psutil reads procfs through this one module-global; there is one host per agent.
         psutil.PROCFS_PATH = str(config.paths.proc_root)
-    specs = registered()
     out = []
     for name, settings in config.probes.items():
         if not settings.enabled:
             continue
         try:
-            instance = specs[name].cls(settings.options, config.paths,
+            instance = spec(name).cls(settings.options, config.paths,
                                        config.agent.state_dir / "probes" / name)
             validate = getattr(instance, "validate", None)
             if validate is not None:
@@ -263,11 +262,15 @@ class Scheduler:
             # A result nobody awaits any more (timed out) must not log "never retrieved".
             result.exception()
 
+        # A probe that can hand over records already serialized (the logs probe: its parser
+        # writes the wire bytes directly) skips building each message only to serialize it.
+        collect = getattr(s.spec.probe, "collect_serialized", None) or s.spec.probe.collect
+
         def work() -> None:
             try:
-                value = list(s.spec.probe.collect())
+                value = list(collect())
                 for r in value:
-                    if not isinstance(r, records_pb2.Record):
+                    if r.__class__ is not bytes and not isinstance(r, records_pb2.Record):
                         raise TypeError(f"collect() yielded {type(r).__name__}, not warden.v1.Record")
                 checkpoint = getattr(s.spec.probe, "checkpoint", None)
                 if checkpoint is not None:

@@ -15,9 +15,11 @@ import fcntl
 import os
 import sqlite3
 import threading
-import uuid
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, repeat
+from operator import itemgetter
 from pathlib import Path
 
 __all__ = ["Spool", "SpoolError", "SpoolStats"]
@@ -29,6 +31,20 @@ _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value NOT NULL)",
     _CHECKPOINTS := "CREATE TABLE IF NOT EXISTS checkpoints (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
 )
+
+
+_PAGE_SIZE = 16384
+# Rows per INSERT statement when appending (SQLite allows 32766 parameters since 3.32).
+_INSERT_ROWS = 512
+_INSERTS: dict[int, str] = {}
+
+
+def _new_spool_id() -> str:
+    """uuid.uuid4().hex (without the uuid module, which brings platform along: RSS for good)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return b.hex()
 
 
 class SpoolError(Exception):
@@ -96,6 +112,11 @@ class Spool:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if tables and not {"records", "meta"} <= tables:
                 raise SpoolError(f"{self.path}: not a Warden spool (tables: {', '.join(sorted(tables))})")
+            if not tables and self.path.stat().st_size == 0:
+                # A new file: pages of 16 KiB rather than 4 (settable only before the first
+                # write) take a quarter of the WAL frames and syscalls per record appended and
+                # acknowledged: half the spool's share of the CPU when shipping logs.
+                db.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise SpoolError(f"{self.path}: cannot enable WAL journal (got {mode!r})")
@@ -111,7 +132,7 @@ class Spool:
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
                     [
                         ("format", _FORMAT),
-                        ("spool_id", uuid.uuid4().hex),
+                        ("spool_id", _new_spool_id()),
                         ("dropped_total", 0),
                         ("rejected_total", 0),
                     ],
@@ -163,17 +184,18 @@ class Spool:
         """
         if not payloads and not checkpoints:
             return self._last_seq
-        for p in payloads:
-            if not isinstance(p, bytes):  # a str would be stored as TEXT and miscounted
-                raise TypeError(f"payloads must be bytes, got {type(p).__name__}")
+        if not all(map(isinstance, payloads, repeat(bytes))):
+            for p in payloads:
+                if not isinstance(p, bytes):  # a str would be stored as TEXT and miscounted
+                    raise TypeError(f"payloads must be bytes, got {type(p).__name__}")
         with self._tx():
             if checkpoints:
                 self._db.executemany(
                     "INSERT INTO checkpoints (key, value) VALUES (?, ?) "
                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value", checkpoints.items())
-            self._db.executemany("INSERT INTO records (payload) VALUES (?)", ((p,) for p in payloads))
+            self._insert(payloads)
             self._count += len(payloads)
-            self._bytes += sum(len(p) for p in payloads)
+            self._bytes += sum(map(len, payloads))
             self._last_seq = self._sequence()
             if self._bytes > self.max_bytes:
                 self._trim()
@@ -199,19 +221,23 @@ class Spool:
         `contiguous=True` the result stops before the first gap, so it fits one protocol Batch
         (first_seq..last_seq with no holes).
         """
-        out: list[tuple[int, bytes]] = []
-        total = 0
         with self._lock:
-            rows = self._open_db().execute(
+            rows: list[tuple[int, bytes]] = self._open_db().execute(
                 "SELECT seq, payload FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, max_records),
-            )
-            for seq, payload in rows:
-                if out and (total + len(payload) > max_bytes or (contiguous and seq != out[-1][0] + 1)):
-                    break
-                out.append((seq, payload))
-                total += len(payload)
-        return out
+            ).fetchall()
+        if not rows:
+            return rows
+        # Running totals without a Python step per row: the rows up to the last one within
+        # max_bytes, and at least the first.
+        totals = list(accumulate(map(len, map(itemgetter(1), rows))))
+        if totals[-1] > max_bytes:
+            rows = rows[:max(1, bisect_right(totals, max_bytes))]
+        if contiguous and rows[-1][0] - rows[0][0] != len(rows) - 1:  # a gap somewhere
+            for i in range(1, len(rows)):
+                if rows[i][0] != rows[i - 1][0] + 1:
+                    return rows[:i]
+        return rows
 
     def ack(self, upto_seq: int) -> int:
         """Delete every record with seq <= upto_seq (the collector has it); returns how many."""
@@ -313,6 +339,18 @@ class Spool:
                 self._db.execute("ROLLBACK")
                 self._count, self._bytes, self._last_seq, self._dropped, self._rejected = saved
                 raise
+
+    def _insert(self, payloads: Sequence[bytes]) -> None:
+        """INSERT the payloads in order, many rows per statement (a third of the cost of a
+        statement per row); chunks of fixed sizes keep the statements few, and cached."""
+        db, i, n = self._db, 0, len(payloads)
+        while i < n:
+            size = _INSERT_ROWS if n - i >= _INSERT_ROWS else 1 << ((n - i).bit_length() - 1)
+            sql = _INSERTS.get(size)
+            if sql is None:
+                sql = _INSERTS[size] = "INSERT INTO records (payload) VALUES " + ",".join(["(?)"] * size)
+            db.execute(sql, payloads[i:i + size])
+            i += size
 
     def _open_db(self) -> sqlite3.Connection:
         if self._db is None:

@@ -14,6 +14,7 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 
 import grpc
@@ -240,18 +241,38 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+# Batch field 3 (a length-delimited Record): tag and length by payload length, as met.
+_RECORD_HEADS: dict[int, bytes] = {}
+
+
+def _record_head(n: int) -> bytes:
+    head = _RECORD_HEADS.get(n)
+    if head is None:
+        head = b"\x1a" + _varint(n)
+        if len(_RECORD_HEADS) < 4096:
+            _RECORD_HEADS[n] = head
+    return head
+
+
 def encode_batch_request(rows: list[tuple[int, bytes]]) -> bytes:
     """ReportRequest{batch: Batch{first_seq, last_seq, records}} in protobuf wire format,
     built from already-serialized Record payloads (repeated message fields concatenate)."""
-    parts = [b"\x08", _varint(rows[0][0]), b"\x10", _varint(rows[-1][0])]  # fields 1 and 2: varints
-    for _, payload in rows:
-        parts += (b"\x1a", _varint(len(payload)), payload)  # field 3: length-delimited Record
+    payloads = list(map(itemgetter(1), rows))
+    heads = list(map(_RECORD_HEADS.get, map(len, payloads)))  # field 3: length-delimited Record
+    if None in heads:  # lengths not met before
+        heads = list(map(_record_head, map(len, payloads)))
+    parts: list[bytes] = [b""] * (4 + 2 * len(payloads))
+    parts[:4] = (b"\x08", _varint(rows[0][0]), b"\x10", _varint(rows[-1][0]))  # fields 1 and 2: varints
+    parts[4::2] = heads
+    parts[5::2] = payloads
     body = b"".join(parts)
     return b"\x12" + _varint(len(body)) + body  # ReportRequest field 2 (batch)
 
 
 def _contiguous(rows: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
     """The leading run of consecutive sequences (a batch is a contiguous range)."""
+    if not rows or rows[-1][0] - rows[0][0] == len(rows) - 1:  # seqs ascend: no gap
+        return rows
     for i in range(1, len(rows)):
         if rows[i][0] != rows[i - 1][0] + 1:
             return rows[:i]

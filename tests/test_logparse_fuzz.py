@@ -271,3 +271,84 @@ def test_module_has_no_stray_state_between_parsers() -> None:
     line = b"Dec 31 23:59:00 h a: x"
     assert a.parse(line).event.time_unix_nano != b.parse(line).event.time_unix_nano
 
+
+
+# encode() takes a shortcut for the common line (valid UTF-8, no NUL, `Mmm dd hh:mm:ss host
+# prog[pid]: `): its records must be the general path's, byte for byte. FITS are the logs
+# probe's extra limits (max raw bytes, time for out-of-range times, latest time accepted).
+FITS = [None, (16 * 1024, NOW_NS, NOW_NS + 3000 * 10**9), (256, NOW_NS, NOW_NS + 5), (300, 7, 8)]
+
+
+def _general_path(p: LineParser, line: bytes, fit: Any) -> bytes:
+    import warden.agent.logparse as logparse
+
+    saved = logparse.RFC3164_HEADER
+    logparse.RFC3164_HEADER = re.compile(r"(?!)")  # never matches: no shortcut
+    try:
+        return p.encode(line, fit)
+    finally:
+        logparse.RFC3164_HEADER = saved
+
+
+def _same_records(lines: list[bytes], tz: Any = None) -> None:
+    tz = tz or ZoneInfo("Europe/Berlin")
+    for fit in FITS:
+        fast = LineParser("/var/log/auth.log", tz=tz, now=lambda: NOW)
+        slow = LineParser("/var/log/auth.log", tz=tz, now=lambda: NOW)
+        for line in lines:
+            a, b = fast.encode(line, fit), _general_path(slow, line, fit)
+            assert a == b, (line, fit, records_pb2.Record.FromString(a), records_pb2.Record.FromString(b))
+        assert fast.stats == slow.stats
+
+
+def test_shortcut_records_equal_the_general_path_on_the_corpus() -> None:
+    odd = [b"Dec 31 23:59:59 h sshd[1]: x", b"Feb 29 00:00:00 h a: x",
+           b"Mar  1 12:04:00 h a[1]: " + b"x" * 20_000,
+           b"Mar  1 10:00:00 h kernel: oom_reaper: reaped process 1 (x)",
+           b"Mar  1 10:00:00 h kernel[5]: oom_reaper: reaped process 1 (x)"]  # pid in header and message
+    _same_records(CORPUS_LINES + CASE_LINES + odd)
+
+
+@SETTINGS
+@given(st.lists(mutated() | syslog_lines(), min_size=1, max_size=20))
+def test_shortcut_records_equal_the_general_path(lines: list[bytes]) -> None:
+    _same_records(lines)
+
+
+def test_records_are_what_the_agent_builder_makes() -> None:
+    """The wire bytes written directly decode to what `records.event` builds from the same
+    (already limited) fields."""
+    from warden.agent import records
+    from warden.agent.logparse import _Encoder
+
+    rng = random.Random(7)
+    values: list[Any] = ["", "x", "sshd", "\u00e9" * 200, 0, 1, -1, 2**63 - 1, -2**63, True, False, 0.0, -2.5,
+                         1e300]
+    enc = _Encoder("/var/log/auth.log")
+    for _ in range(3000):
+        fields = {f"k{rng.randrange(40)}": rng.choice(values) for _ in range(rng.randrange(MAX_FIELDS))}
+        kind = rng.choice(["auth.login", "log.line", ""])
+        severity = rng.choice(["debug", "info", "notice", "warning", "error", "critical"])
+        raw, time_ns = rng.choice(["", "a line", "\u00e9" * 3000]), rng.choice([0, 1, NOW_NS])
+        want = records.event(kind, severity, fields, raw, "/var/log/auth.log", time_ns)
+        assert records_pb2.Record.FromString(enc.record(kind, severity, fields, raw, time_ns)) == want
+        want.event.fields["truncated"].bool_value = True
+        assert records_pb2.Record.FromString(enc.record(kind, severity, fields, raw, time_ns, True)) == want
+
+
+def test_rfc3164_second_cache_agrees_with_rfc3164() -> None:
+    from warden.agent.logparse.syslog import RFC3164_HEADER
+
+    rng = random.Random(3)
+    for tz in ZONES:
+        clock, fresh = Clock(tz), Clock(tz)
+        for _ in range(2000):
+            now = datetime(2026, 1, 1, tzinfo=tz) + timedelta(seconds=rng.randrange(400 * 86_400))
+            now_ns = int(now.timestamp()) * 10**9
+            ts = f"{MONTHS[rng.randrange(12)]} {rng.randint(1, 31):2d} {rng.randrange(24):02d}:" \
+                 f"{rng.randrange(60):02d}:{rng.randrange(61):02d}" + rng.choice(["", ".5", ".123456789"])
+            m = RFC3164_HEADER.match(ts + " h a: x")
+            assert m is not None and m[1] == ts
+            want = fresh.rfc3164(RFC3164.match(ts), now, now_ns)  # type: ignore[arg-type]
+            assert clock.rfc3164_text(ts, m, 2, now, now_ns) == want
+            assert clock.rfc3164_text(ts, m, 2, now, now_ns) == want  # and from the cache

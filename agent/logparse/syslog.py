@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 from warden.agent.logparse.timestamps import ISO8601, RFC3164, Clock
 
-__all__ = ["FACILITIES", "Fields", "Handler", "Header", "Parsed", "num", "parse_header", "split_program"]
+__all__ = ["FACILITIES", "RFC3164_HEADER", "Fields", "Handler", "Header", "Parsed", "num", "parse_header",
+           "split_program"]
 
 FieldValue = str | int | float | bool
 Fields = dict[str, FieldValue]
@@ -36,8 +37,9 @@ _MAX_INT_DIGITS = 18  # stays inside int64 (protobuf) and far from Python's int(
 # `syslogd 1.4.1`, `gdm-password][2416]`) takes the general path in _host_tag.
 _HOST_TAG_PATTERN = r"([^ \[]{0,254}[^ \[:]) ([^\s\[\]:]{1,64})(?:\[([0-9]{1,18})\])?: "
 _HOST_TAG = re.compile(_HOST_TAG_PATTERN, re.ASCII)
-# The whole common RFC 3164 header in one match: groups 1-6 time (as RFC3164), 7 host, 8 tag, 9 pid.
-_RFC3164_HEADER = re.compile(RFC3164.pattern + " " + _HOST_TAG_PATTERN, re.ASCII)
+# The whole common RFC 3164 header in one match: group 1 the time, 2-7 its parts (as RFC3164's
+# 1-6), 8 host, 9 tag, 10 pid.
+RFC3164_HEADER = re.compile("(" + RFC3164.pattern + ") " + _HOST_TAG_PATTERN, re.ASCII)
 # RFC 5424 STRUCTURED-DATA: `[id k="v" ...]...`, values with \" \\ \] escapes. The alternatives
 # start with different characters, so a failed match gives up in linear time.
 _SD = re.compile(r'(?:\[[^\]"]*(?:"(?:[^"\\]|\\.)*"[^\]"]*)*\])+', re.ASCII | re.DOTALL)
@@ -93,10 +95,10 @@ def parse_header(text: str, clock: Clock, now: datetime, now_ns: int) -> Header 
                 return _rfc5424(text, pos + 2, pri, clock)
     c = text[pos:pos + 1]
     if "A" <= c <= "Z":
-        m = _RFC3164_HEADER.match(text, pos)
+        m = RFC3164_HEADER.match(text, pos)
         if m is not None:
-            pid = m[9]
-            return _new_header(Header, (clock.rfc3164(m, now, now_ns) or 0, m[7], m[8],
+            ts, host, tag, pid = m.group(1, 8, 9, 10)
+            return _new_header(Header, (clock.rfc3164_text(ts, m, 2, now, now_ns) or 0, host, tag,
                                         None if pid is None else int(pid), text[m.end():], pri, "", ""))
         m = RFC3164.match(text, pos)
         if m is None:

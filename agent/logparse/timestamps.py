@@ -81,6 +81,9 @@ class Clock:
         # RFC 3164 (month, day, hour, minute) -> (year of `now`, this year's start of that minute,
         # the latest earlier year's): a log has many lines per minute, each then costs one lookup.
         self._minutes: dict[tuple[str, ...], tuple[int, int | None, int | None]] = {}
+        # RFC 3164 timestamp text -> (year of `now`, this year's instant, the latest earlier year's):
+        # lines come in bursts within one second, each then costs one lookup.
+        self._seconds: dict[str, tuple[int, int | None, int | None]] = {}
 
     def local_ns(self, y: int, mo: int, d: int, h: int, mi: int, s: int, frac_ns: int = 0) -> int | None:
         """Local wall time -> Unix ns; None when the date does not exist (Feb 30, bad month).
@@ -125,6 +128,27 @@ class Clock:
         if this_year is not None and this_year + offset <= now_ns + _YEAR_AHEAD_NS:
             return this_year + offset
         return None if earlier is None else earlier + offset
+
+    def rfc3164_text(self, ts: str, m: re.Match[str], g: int, now: datetime, now_ns: int) -> int | None:
+        """rfc3164() for a match whose groups g..g+5 are RFC3164's, `ts` being their whole text."""
+        year = now.year
+        cached = self._seconds.get(ts)
+        if cached is None or cached[0] != year:
+            key = m.group(g, g + 1, g + 2, g + 3)
+            bases = self._minutes.get(key)
+            if bases is None or bases[0] != year:
+                bases = self._minute_bases(key, year)
+            _, this_year, earlier = bases
+            offset = int(m[g + 4]) * _NS + _frac_ns(m[g + 5])
+            cached = (year, None if this_year is None else this_year + offset,
+                      None if earlier is None else earlier + offset)
+            if len(self._seconds) > 4096:
+                self._seconds.clear()
+            self._seconds[ts] = cached
+        _, this_year, earlier = cached
+        if this_year is not None and this_year <= now_ns + _YEAR_AHEAD_NS:
+            return this_year
+        return earlier
 
     def _minute_bases(self, key: tuple[str, ...], year: int) -> tuple[int, int | None, int | None]:
         mo = MONTHS.get(key[0])

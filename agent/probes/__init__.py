@@ -1,8 +1,11 @@
 """Probe protocol and registry.
 
-A probe is one module in this package that decorates a class with `@probe(...)`. Importing
-this package imports every public module in it (pkgutil), so adding a probe is adding one
-file; modules whose name starts with "_" (private OS backends) are left to their probe.
+A probe is one module in this package that decorates a class with `@probe(...)`, the probe
+named as its module (`logs.py` registers "logs"). Every public module in this package (found
+by pkgutil) is a probe, so adding a probe is adding one file; modules whose name starts with
+"_" (private OS backends) are left to their probe. Probe modules are imported on demand:
+`names()` lists them without importing any, `spec(name)` imports one, `registered()` all. An
+agent running a few probes never loads the others (nor what they import): megabytes of RSS.
 
 A probe class is constructed as `cls(options, paths, state_dir)`: `options` is an instance of
 the config dataclass given to `@probe` (filled from `[probes.<name>]`), `paths` a `HostPaths`,
@@ -14,6 +17,9 @@ with itself. Optional: `validate()` (raise ValueError on bad options; run at sta
 `restore(state: bytes | None)` for probes that must resume where they stopped (a log tail):
 checkpoint() is called right after each collect() and its value is stored in the spool in the
 same transaction as that run's records; restore() gets it back before the first run.
+A probe that makes many records may also have `collect_serialized()`, the same run with any of
+the records given as the bytes of a serialized `warden.v1.Record`; the scheduler then calls it
+instead of collect() and spools those bytes as they are.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from warden.v1 import records_pb2
 
-__all__ = ["HostPaths", "NoOptions", "Probe", "ProbeSpec", "option", "probe", "registered"]
+__all__ = ["HostPaths", "NoOptions", "Probe", "ProbeSpec", "names", "option", "probe", "registered", "spec"]
 
 # Keys the agent owns in every [probes.<name>] table; a probe option may not reuse them.
 RESERVED_KEYS = frozenset({"enabled", "interval_seconds"})
@@ -100,6 +106,10 @@ def probe(
         raise ValueError(f"probe {name!r}: option(s) {undocumented} lack metadata {{'doc': ...}}")
 
     def register(cls: T) -> T:
+        module = getattr(cls, "__module__", "")
+        if module.startswith(f"{__name__}.") and module != f"{__name__}.{name}":
+            # spec(name) finds a probe by its module: they must agree.
+            raise ValueError(f"probe {name!r} must be registered by module {__name__}.{name}, not {module}")
         if name in _registry:
             raise ValueError(f"probe {name!r} registered twice ({_registry[name].cls} and {cls})")
         doc = (cls.__doc__ or "").strip().splitlines()
@@ -116,15 +126,30 @@ def probe(
     return register
 
 
+def names() -> list[str]:
+    """The names of all probes, in name order, without importing any."""
+    global _names
+    if _names is None:
+        _names = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    return list(_names)
+
+
+def spec(name: str) -> ProbeSpec:
+    """Probe `name`, its module imported if it was not yet; KeyError for an unknown name."""
+    if name not in _registry:
+        if name not in names():
+            raise KeyError(name)
+        importlib.import_module(f"{__name__}.{name}")
+        if name not in _registry:
+            raise RuntimeError(f"module {__name__}.{name} registers no probe {name!r}")
+    return _registry[name]
+
+
 def registered() -> dict[str, ProbeSpec]:
-    """All registered probes by name, in name order."""
+    """All registered probes by name, in name order (every probe module imported)."""
+    for name in names():
+        spec(name)
     return dict(sorted(_registry.items()))
 
 
-def _import_probe_modules() -> None:
-    for mod in pkgutil.iter_modules(__path__):
-        if not mod.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{mod.name}")
-
-
-_import_probe_modules()
+_names: list[str] | None = None

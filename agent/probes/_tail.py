@@ -45,6 +45,8 @@ import stat
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,9 @@ TRUNCATED = 1  # longer than max_line: the rest of the line was skipped
 PARTIAL = 2  # handed out without its newline (timed out, or its rotated file was dropped)
 
 Frame = tuple[bytes, int]  # (line or record without its newline, flags)
+# Parts of a read-ahead frame (data, size, skip after, flags).
+_DATA, _SIZE, _FLAGS = itemgetter(0), itemgetter(1), itemgetter(3)
+_PLUS_ONE = (1).__add__
 # count(kind, n): what a follower reports to the probe's counters (rotations, lost files...)
 Count = Callable[[str, int], None]
 
@@ -557,6 +562,22 @@ class Follower:
                 if draining:
                     r.idle_since = None
                 continue
+            k = min(budget - len(out), len(frames))
+            if k > 1:
+                # Many frames at once (the common case by far), with the same effect as one at
+                # a time: offset past them all, skip as after the last one.
+                batch = list(islice(frames, k))
+                if k == len(frames):
+                    frames.clear()
+                else:
+                    r.frames = frames = deque(islice(frames, k, None))
+                r.offset += sum(map(_SIZE, batch))
+                r.skip = batch[-1][2]
+                if None in map(_DATA, batch):
+                    out += [(data, flags) for data, _, _, flags in batch if data is not None]
+                else:
+                    out += zip(map(_DATA, batch), map(_FLAGS, batch), strict=True)
+                continue
             data, n, skip_after, flags = frames.popleft()
             r.offset += n
             r.skip = skip_after
@@ -608,6 +629,14 @@ class Follower:
         else:
             buf, had = data, 0
         start = 0
+        if not r.tail_skip:
+            lines = buf.split(b"\n")
+            rest = lines.pop()
+            if lines and max(map(len, lines)) <= max_line:
+                # No line to cut (the common case by far): every line at once, as the loop
+                # below would frame them.
+                frames.extend(zip(lines, map(_PLUS_ONE, map(len, lines)), repeat(False), repeat(0)))
+                start = len(buf) - len(rest)
         find = buf.find
         while True:
             nl = find(b"\n", max(start, had))  # the old tail has no newline

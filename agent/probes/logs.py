@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ _SYSLOG_NAMES = frozenset({"syslog", "messages", "auth.log", "secure"})
 # Collector limits (collector/translate.py defaults) a record must fit, or its whole batch
 # is refused: event field values and the clock skew allowed into the future.
 _MAX_FIELD_BYTES = 1024
+_LINE, _FLAGS = itemgetter(0), itemgetter(1)  # of a follower's frame
 _MAX_FUTURE_NS = 3000 * 10**9
 
 DEFAULT_PATHS = ("/var/log/auth.log", "/var/log/secure", "/var/log/syslog", "/var/log/messages",
@@ -291,9 +293,15 @@ class LogsProbe:
     # --- collect --------------------------------------------------------------------------------
 
     def collect(self) -> list[records_pb2.Record]:
+        return [records_pb2.Record.FromString(r) if r.__class__ is bytes else r  # type: ignore[arg-type]
+                for r in self.collect_serialized()]
+
+    def collect_serialized(self) -> list[records_pb2.Record | bytes]:
+        """collect() with the lines' events already serialized (bytes of a `warden.v1.Record`),
+        as the parser makes them: the scheduler spools them as they are."""
         now = self._clock()
         t = records.now_ns()
-        out: list[records_pb2.Record] = []
+        out: list[Any] = []
         while self._early:
             self._report(SOURCE, self._early.pop(0), t, out)
         if not self._set_up:
@@ -456,21 +464,26 @@ class LogsProbe:
         if budget <= 0:
             self._count("logs_throttled_runs_total", {}, 1)
 
-    def _emit(self, s: _Source, frames: list[_tail.Frame], t: int, out: list[records_pb2.Record]) -> None:
+    def _emit(self, s: _Source, frames: list[_tail.Frame], t: int, out: list[Any]) -> None:
         if not frames:
             return
         labels = {"source": s.name}
         if s.parser is None:
             self._emit_utmp(s, frames, t, out)
             return
-        nbytes = lines = truncated = partial = invalid = nul = 0
-        parse = s.parser.parse
-        for line, flags in frames:
-            nbytes += len(line) + 1
-            if flags:
+        lines = truncated = partial = invalid = nul = 0
+        data = list(map(_LINE, frames))
+        nbytes = sum(map(len, data)) + len(data)
+        if any(map(_FLAGS, frames)):
+            for _, flags in frames:
                 truncated += bool(flags & _tail.TRUNCATED)
                 partial += bool(flags & _tail.PARTIAL)
-            if line[:1] == b"\0" or b"\0" in line:
+        encode = getattr(s.parser, "encode", None)
+        parse = s.parser.parse
+        fit = (self.options.max_raw_bytes, t, t + _MAX_FUTURE_NS)
+        append = out.append
+        for line in data:
+            if b"\0" in line:
                 nul += 1
                 # A run of NULs heads a line when a writer without O_APPEND kept its offset
                 # across a copytruncate (a sparse hole): the text after it is the real line.
@@ -484,7 +497,13 @@ class LogsProbe:
                     line.decode()
                 except UnicodeDecodeError:
                     invalid += 1
-            out.append(self._fit(self._parse(parse, line, s.name, t), t))
+            if encode is not None:
+                try:
+                    append(encode(line, fit))
+                except Exception as e:
+                    append(self._fit(self._unparsed(e, line, s.name, t), t))
+            else:
+                append(self._fit(self._parse(parse, line, s.name, t), t))
             lines += 1
         self._count("logs_lines_total", labels, lines)
         self._count("logs_bytes_total", labels, nbytes)
@@ -515,9 +534,17 @@ class LogsProbe:
             self._report(JOURNAL_SOURCE, f"journalctl: {line}", t, out)
         if not entries:
             return
+        encode = getattr(self._journal_parser, "encode_journal", None)
         parse = self._journal_parser.parse_journal
+        fit = (self.options.max_raw_bytes, t, t + _MAX_FUTURE_NS)
         for entry in entries:
-            out.append(self._fit(self._parse(parse, entry, JOURNAL_SOURCE, t), t))
+            if encode is not None:
+                try:
+                    out.append(encode(entry, fit))
+                except Exception as e:
+                    out.append(self._fit(self._unparsed(e, entry, JOURNAL_SOURCE, t), t))
+            else:
+                out.append(self._fit(self._parse(parse, entry, JOURNAL_SOURCE, t), t))
         labels = {"source": JOURNAL_SOURCE}
         self._count("logs_lines_total", labels, len(entries))
         if j.invalid_lines:
@@ -532,11 +559,14 @@ class LogsProbe:
                 return rec
             raise TypeError(f"parser returned a {rec.WhichOneof('kind')} record")
         except Exception as e:
-            # A parser bug must not lose the line: send it unparsed, and count it.
-            self._count("logs_parse_errors_total", {"source": source}, 1)
-            log.debug("%s: parse failed: %s", source, e)
-            raw = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item.get("MESSAGE", ""))
-            return records.event("log.line", "info", raw=raw, source=source, time_ns=t)
+            return self._unparsed(e, item, source, t)
+
+    def _unparsed(self, e: Exception, item: Any, source: str, t: int) -> records_pb2.Record:
+        """A parser bug must not lose the line: send it unparsed, and count it."""
+        self._count("logs_parse_errors_total", {"source": source}, 1)
+        log.debug("%s: parse failed: %s", source, e)
+        raw = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item.get("MESSAGE", ""))
+        return records.event("log.line", "info", raw=raw, source=source, time_ns=t)
 
     def _fit(self, rec: records_pb2.Record, t: int) -> records_pb2.Record:
         """Keep an event within the collector's limits, whatever the parser did: an oversized raw

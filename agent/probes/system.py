@@ -10,7 +10,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-import platform
 import shlex
 import socket
 import threading
@@ -300,7 +299,7 @@ class SystemProbe:
         try:
             text = (self.paths.proc_root / "cpuinfo").read_text(errors="replace")
         except OSError:
-            return platform.processor()
+            return _processor()
         found: dict[str, str] = {}
         for line in text.splitlines():
             key, sep, value = line.partition(":")
@@ -310,7 +309,7 @@ class SystemProbe:
         for key in ("model name", "hardware", "cpu model", "model", "processor"):
             if found.get(key) and not found[key].isdigit():
                 return found[key]
-        return platform.processor()
+        return _processor()
 
     def _filesystems_section(self, mounts: Sequence[_Mount]) -> records_pb2.FilesystemsSection:
         section = records_pb2.FilesystemsSection()
@@ -379,3 +378,9 @@ def host_timezone(rootfs: Path) -> str:
         return (rootfs / "etc/timezone").read_text().strip().split()[0]
     except (OSError, IndexError):
         return ""
+
+
+def _processor() -> str:
+    import platform  # only when /proc/cpuinfo names no model: the module costs RSS for good
+
+    return platform.processor()
