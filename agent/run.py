@@ -12,7 +12,7 @@ import logging
 import signal
 
 from warden.agent import identity as ident
-from warden.agent import memory, records
+from warden.agent import records
 from warden.agent.config import AgentConfig
 from warden.agent.scheduler import Scheduler, build_probes
 from warden.agent.spooler import AsyncSpool
@@ -24,39 +24,30 @@ log = logging.getLogger(__name__)
 
 async def _self_metrics(spool: AsyncSpool, transport: Transport, interval: float,
                         stop: asyncio.Event) -> None:
+    lost = 0  # reports lost in a row (e.g. disk full): logged when that starts and when it ends
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
-        st = await spool.stats()
-        t = records.now_ns()
-        out = [records.metric(name, float(value), time_ns=t) for name, value in (
-            ("agent_spool_pending_records", st.pending_records),
-            ("agent_spool_pending_bytes", st.pending_bytes),
-            ("agent_spool_dropped_total", st.dropped_total),
-            ("agent_spool_rejected_total", st.rejected_total),
-            ("agent_transport_sessions_total", transport.stats.sessions),
-            ("agent_certificate_renewals_total", transport.stats.renewals),
-        )]
-        await spool.append([r.SerializeToString() for r in out])
-
-
-async def _trim_memory(scheduler: Scheduler, transport: Transport, stop: asyncio.Event) -> None:
-    """Once start-up is over (every probe has run once and a session is up), and again after
-    every new session (its TLS handshake), unmap the code pages only start-up used (RSS)."""
-    trimmed_session = 0
-    while not stop.is_set():
-        with contextlib.suppress(asyncio.TimeoutError):  # soon after start-up, then a look now and then
-            await asyncio.wait_for(stop.wait(), 10.0 if trimmed_session else 1.0)
-        sessions = transport.stats.sessions
-        if sessions > trimmed_session and transport.stats.connected and all(
-                st.runs or st.error is not None for st in scheduler.stats().values()):
-            trimmed_session = sessions
-            try:
-                kib = memory.trim_file_mappings()
-            except Exception:  # never worth stopping for
-                log.exception("trimming file mappings failed")
-                return
-            log.debug("unmapped %d KiB of clean file pages", kib)
+        try:
+            st = await spool.stats()
+            t = records.now_ns()
+            out = [records.metric(name, float(value), time_ns=t) for name, value in (
+                ("agent_spool_pending_records", st.pending_records),
+                ("agent_spool_pending_bytes", st.pending_bytes),
+                ("agent_spool_dropped_total", st.dropped_total),
+                ("agent_spool_rejected_total", st.rejected_total),
+                ("agent_transport_sessions_total", transport.stats.sessions),
+                ("agent_certificate_renewals_total", transport.stats.renewals),
+            )]
+            await spool.append([r.SerializeToString() for r in out])
+        except Exception as exc:  # this report is lost; the next one may be stored again
+            if not lost:
+                log.error("own health metrics not stored (%s); retrying every %gs", exc, interval)
+            lost += 1
+            continue
+        if lost:
+            log.warning("own health metrics stored again, %d report(s) lost", lost)
+            lost = 0
 
 
 async def run(cfg: AgentConfig) -> None:
@@ -103,8 +94,7 @@ async def run(cfg: AgentConfig) -> None:
     tasks = [asyncio.create_task(scheduler.run(), name="scheduler"),
              asyncio.create_task(transport.run(stop), name="transport"),
              asyncio.create_task(_self_metrics(spool, transport, cfg.transport.heartbeat_seconds * 4,
-                                               stop), name="self-metrics"),
-             asyncio.create_task(_trim_memory(scheduler, transport, stop), name="trim-memory")]
+                                               stop), name="self-metrics")]
     await stop.wait()
     log.info("stopping")
     scheduler.stop()

@@ -336,8 +336,12 @@ class Spool:
                 yield
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
                 self._count, self._bytes, self._last_seq, self._dropped, self._rejected = saved
+                # Some errors (SQLITE_FULL, SQLITE_IOERR, ...) make SQLite roll back by itself: a
+                # ROLLBACK then raises "no transaction is active" and would hide the real error.
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):  # the original error matters more
+                        self._db.execute("ROLLBACK")
                 raise
 
     def _insert(self, payloads: Sequence[bytes]) -> None:

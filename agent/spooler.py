@@ -67,8 +67,8 @@ class AsyncSpool:
     async def ack(self, upto_seq: int) -> None:
         await self._call(self._spool.ack, upto_seq)
 
-    async def drop(self, seqs: list[int]) -> None:
-        await self._call(self._spool.drop, seqs)
+    async def drop(self, seqs: list[int]) -> int:
+        return await self._call(self._spool.drop, seqs)
 
     async def stats(self) -> SpoolStats:
         return await self._call(self._spool.stats)

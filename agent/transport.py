@@ -18,12 +18,13 @@ from operator import itemgetter
 from pathlib import Path
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from warden.agent import identity as ident
 from warden.agent.backoff import Backoff
 from warden.agent.config import TransportSection
 from warden.agent.spooler import AsyncSpool
-from warden.v1 import collector_pb2
+from warden.v1 import collector_pb2, records_pb2
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class Transport:
         self._new_data = asyncio.Event()
         self.stats = TransportStats()
         self._renew_not_before = 0.0  # monotonic; after a failed renewal, wait before retrying
+        # The highest seq written on the current session: the pending records up to it are in flight.
+        self._sent_upto = 0
         spool.on_append(self._new_data.set)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -128,6 +131,14 @@ class Transport:
                      welcome.host_id, welcome.committed_seq)
             try:
                 await self._pump(call, welcome, identity)
+            except asyncio.InvalidStateError:
+                # A write raced the collector ending the call ("RPC already finished"): the
+                # call's status says why, e.g. a refused batch to set aside now.
+                status = await _final_status(call)
+                if status is None:
+                    raise
+                await self._set_aside_refused(status)
+                raise status from None
             except grpc.aio.AioRpcError as exc:
                 await self._set_aside_refused(exc)
                 raise
@@ -157,7 +168,7 @@ class Transport:
             max_records = min(self._settings.batch_max_records, limits.max_records_per_batch or 1 << 30)
             max_bytes = min(self._settings.batch_max_bytes,
                             (limits.max_message_bytes or 1 << 30) - _ENVELOPE_BYTES)
-            sent_upto = welcome.committed_seq
+            self._sent_upto = sent_upto = welcome.committed_seq
             last_sent_at = time.monotonic()
             while True:
                 if self._renewal_wanted(identity):
@@ -179,7 +190,7 @@ class Transport:
                         continue
                     await call.write(encode_batch_request(rows))
                     inflight.append(rows[-1][0])
-                    sent_upto = rows[-1][0]
+                    self._sent_upto = sent_upto = rows[-1][0]
                     self.stats.batches_sent += 1
                     last_sent_at = time.monotonic()
                     continue
@@ -205,13 +216,44 @@ class Transport:
     async def _set_aside_refused(self, exc: grpc.aio.AioRpcError) -> None:
         """A batch the collector refused as malformed would be refused forever: set it aside
         (counted in the spool's rejected_total) so the rest can flow."""
-        for key, value in exc.trailing_metadata() or ():
-            if key == "warden-refused-seqs":
-                first, _, last = str(value).partition("-")
-                seqs = list(range(int(first), int(last) + 1))
-                await self._spool.drop(seqs)
-                self.stats.refused_records += len(seqs)
-                log.error("collector refused records %s-%s (%s); set aside", first, last, exc.details())
+        ranges = [str(v) for k, v in exc.trailing_metadata() or () if k == "warden-refused-seqs"]
+        for value in ranges:
+            first, _, last = value.partition("-")
+            seqs = list(range(int(first), int(last) + 1))
+            await self._spool.drop(seqs)
+            self.stats.refused_records += len(seqs)
+            log.error("collector refused records %s-%s (%s); set aside", first, last, exc.details())
+        if not ranges and exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            # No range: e.g. a message the collector could not decode ("undecodable").
+            await self._set_aside_undecodable()
+
+    async def _set_aside_undecodable(self) -> None:
+        """Decode the records in flight on this session (pending, up to the last one sent) and
+        set aside those that do not decode as a warden.v1.Record: one damaged record would
+        otherwise make every batch holding it undecodable, on every session. When all of them
+        decode, the refusal had another cause: nothing is deleted and the session is retried
+        after the backoff, as for any other refusal."""
+        bad: list[int] = []
+        after, upto = 0, self._sent_upto
+        while after < upto:
+            rows = await self._spool.peek(after, self._settings.batch_max_records,
+                                          self._settings.batch_max_bytes)
+            if not rows:
+                break
+            for seq, payload in rows:
+                if seq > upto:
+                    break
+                try:
+                    records_pb2.Record.FromString(payload)
+                except DecodeError:
+                    bad.append(seq)
+            after = rows[-1][0]
+        if not bad:
+            return
+        self.stats.refused_records += await self._spool.drop(bad)
+        for seq in bad:
+            log.error("set aside record seq %d: it does not decode as warden.v1.Record "
+                      "(the collector refused its batch as undecodable)", seq)
 
     def _renewal_wanted(self, identity: ident.Identity) -> bool:
         return (identity.renewal_due(self._settings.renew_before_fraction)
@@ -230,6 +272,18 @@ class Transport:
         self.stats.renewals += 1
         log.info("renewed certificate; valid until %s", time.ctime(renewed.cert_not_after))
         return renewed
+
+
+async def _final_status(call: grpc.aio.StreamStreamCall) -> grpc.aio.AioRpcError | None:
+    """The error a read would have raised for a call the collector has ended; None if it
+    has not ended, or ended without an error."""
+    if not call.done() or call.cancelled():
+        return None
+    code = await call.code()
+    if code == grpc.StatusCode.OK:
+        return None
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), await call.trailing_metadata(),
+                                await call.details())
 
 
 def _varint(n: int) -> bytes:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from warden.agent import memory, records
+from warden.agent import records
 from warden.agent.config import ConfigError, ProbeSettings, load_config
 from warden.agent.probes import names, registered, spec
 from warden.agent.scheduler import ScheduledProbe, Scheduler
@@ -159,84 +159,3 @@ def test_bulk_append_keeps_order_and_sequence_across_statement_chunks(tmp_path: 
         with pytest.raises(TypeError, match="str"):
             s.append([b"ok", "not bytes"])  # type: ignore[list-item]
         assert s.stats().last_seq == len(flat)  # nothing of the refused append stored
-
-
-# --- memory ---------------------------------------------------------------------------------------
-
-SMAPS = """\
-00400000-00452000 r-xp 00000000 fe:01 123   /usr/lib/libx.so
-Rss:                 100 kB
-Anonymous:             0 kB
-Private_Dirty:         0 kB
-Swap:                  0 kB
-Locked:                0 kB
-VmFlags: rd ex mr mw me
-00452000-00460000 r--p 00052000 fe:01 123   /usr/lib/libx.so
-Rss:                  40 kB
-Anonymous:            40 kB
-Private_Dirty:        40 kB
-Swap:                  0 kB
-Locked:                0 kB
-00460000-00470000 rw-p 00060000 fe:01 123   /usr/lib/libx.so
-Rss:                  12 kB
-Anonymous:             0 kB
-Private_Dirty:         0 kB
-Swap:                  0 kB
-Locked:                0 kB
-00470000-00480000 r--p 00000000 fe:01 124   /usr/lib/liby.so (deleted)
-Rss:                   8 kB
-Anonymous:             0 kB
-Private_Dirty:         0 kB
-Swap:                  0 kB
-Locked:                0 kB
-00480000-00490000 r--p 00000000 fe:01 125   /usr/lib/libz.so
-Rss:                   8 kB
-Anonymous:             0 kB
-Private_Dirty:         0 kB
-Swap:                  4 kB
-Locked:                0 kB
-00490000-004a0000 r--p 00000000 00:00 0
-Rss:                   8 kB
-Anonymous:             8 kB
-Private_Dirty:         0 kB
-Swap:                  0 kB
-Locked:                0 kB
-004a0000-004b0000 r--p 00000000 fe:01 126   /usr/share/locale/x
-Rss:                  16 kB
-Anonymous:             0 kB
-Private_Dirty:         0 kB
-Swap:                  0 kB
-Locked:                0 kB
-"""
-
-
-def test_only_clean_read_only_file_mappings_are_trimmed() -> None:
-    got = memory._clean_file_mappings(SMAPS.splitlines(keepends=True))
-    # Not: relocated (private copies), writable, of a deleted file, partly swapped, anonymous.
-    assert got == [(0x400000, 0x452000, 100), (0x4a0000, 0x4b0000, 16)]
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
-def test_trimming_unmaps_clean_pages_and_everything_still_works() -> None:
-    out = _python("""
-        import json, os
-        import grpc, sqlite3
-        from warden.agent import memory
-        from warden.v1 import records_pb2
-        def rss():
-            for line in open("/proc/self/status"):
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        before = rss()
-        released = memory.trim_file_mappings()
-        after = rss()
-        # Code runs again (pages come back from the file), data is intact.
-        db = sqlite3.connect(":memory:")
-        value = db.execute("select 40 + 2").fetchone()[0]
-        wire = records_pb2.Record(metric=records_pb2.MetricSample(name="x")).SerializeToString()
-        rec = records_pb2.Record.FromString(wire)
-        print(json.dumps([before, released, after, value, rec.metric.name]))
-    """)
-    before, released, after, value, name = json.loads(out)
-    assert released > 1000 and after < before - 1000  # KiB
-    assert (value, name) == (42, "x")

@@ -21,8 +21,8 @@ WARDEN_FUZZ_EXAMPLES to change it; deadline=None, well under 20 s per target her
 
 What fuzzing found was fixed and is kept as regression tests: undecodable messages now get
 INVALID_ARGUMENT, sequences past int64 are refused, a CSR with a bad version is refused clearly,
-and the rule loader only raises RuleErrors. A strict xfail remains where the fix is pending: a
-corrupt spooled record still wedges its agent (agent/transport.py must set it aside).
+and the rule loader only raises RuleErrors; a corrupt spooled record no longer wedges its agent
+(agent/transport.py decodes its own in-flight records and sets aside those that do not decode).
 """
 
 from __future__ import annotations
@@ -322,11 +322,6 @@ def test_undecodable_report_messages_get_a_clear_refusal(target: Target) -> None
     assert (code_first, code_after) == (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INVALID_ARGUMENT)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "one undecodable record in an agent's spool wedges its stream for good: the collector now "
-    "answers INVALID_ARGUMENT (reason undecodable) but cannot name the sequence range, and "
-    "agent/transport.py does not yet check its own batch and set the bad record aside; it resends "
-    "it on every session, so no record after it is ever delivered"))
 async def test_a_corrupt_spooled_record_does_not_stop_the_records_after_it(target: Target,
                                                                            tmp_path: Path) -> None:
     state = tmp_path / "state"

@@ -14,10 +14,12 @@
    Asserted: the agent process survives and says so in its log ("spool append failed, N records
    lost"); after the space returns it recovers by itself: fresh system metrics arrive and its
    spool drains.
-3. (strict xfail, a bug) after appends failed on a full disk, the spool's own accounting
-   (pending records and bytes) no longer matches what it holds.
-4. (strict xfail, a bug) after one append of the agent's own health metrics failed on a full
-   disk, they are never reported again.
+3. Injected: appends failing on a full tmpfs (SQLite rolls back by itself on SQLITE_FULL).
+   Asserted: each failure reports the real reason, and afterwards the spool's own accounting
+   (pending records and bytes) matches what it holds (bug 1, fixed: was phantom pending bytes).
+4. Injected: the agent's own-health reporter while the disk is full.
+   Asserted: it keeps running and reports again once space is back (bug 2, fixed: the task
+   died on the first failed append).
 """
 
 from __future__ import annotations
@@ -183,12 +185,6 @@ def test_full_filesystem_under_the_state_dir_agent_survives_reports_and_recovers
             collector.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent/spool.py Spool._tx: when SQLite has already rolled back by itself (SQLITE_FULL at "
-    "COMMIT), the unconditional ROLLBACK raises 'cannot rollback - no transaction is active', "
-    "masking the real error and skipping the restore of the in-memory totals: pending "
-    "records/bytes keep the failed appends for good (phantom bytes then trigger the size cap "
-    "and the logs probe's back-pressure)"))
 def test_spool_accounting_survives_appends_failing_on_a_full_disk(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "mnt", "1m") as mnt:
         spool = Spool(mnt / "spool.db", 200 * 1024)
@@ -213,11 +209,6 @@ def test_spool_accounting_survives_appends_failing_on_a_full_disk(tmp_path: Path
             spool.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent/run.py _self_metrics: `await spool.append(...)` is not guarded, so the first append "
-    "that fails (disk full) ends the task for good: agent_spool_*/agent_transport_* health "
-    "metrics are never reported again until the agent restarts (run() only collects the "
-    "exception at shutdown)"))
 async def test_own_health_metrics_resume_after_the_disk_was_full(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "mnt", "1m") as mnt:
         spool = AsyncSpool(mnt / "spool.db", 10 * 1024 * 1024)
