@@ -659,8 +659,8 @@ def test_fuzz_rule_loader_only_raises_rule_errors(texts: list[str], raw: bytes) 
     except RuleErrors as exc:
         assert exc.errors and all(str(e) for e in exc.errors)
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-        # Known bugs, each shown by a strict xfail below (test_rule_loader_escapes): skip them
-        # here so the fuzzer keeps looking for new ones.
+        # A known bug would be listed in KNOWN_LOADER_ESCAPES (and shown by a strict xfail) so
+        # the fuzzer keeps looking for new ones; none is known now, so any escape fails here.
         if not any(sig in f"{type(exc).__name__}: {exc}" for sig in KNOWN_LOADER_ESCAPES):
             raise
         reject()
