@@ -69,6 +69,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from warden.collector.records import Event, MetricSample
@@ -206,9 +207,14 @@ def _insert_sorted(dq: deque[Any], item: Any) -> None:
 
 def _iso(time_ns: int) -> str:
     try:
-        return datetime.fromtimestamp(time_ns // _NS, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return _iso_seconds(time_ns // _NS)
     except (OverflowError, ValueError, OSError):
         return str(time_ns)
+
+
+@lru_cache(maxsize=1024)  # a firing rule formats the same few seconds for every event it counts
+def _iso_seconds(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- the rule -------------------------------------------------------------------------------
