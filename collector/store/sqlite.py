@@ -202,9 +202,9 @@ def canonical_labels(labels: dict[str, str]) -> str:
     return json.dumps(labels, sort_keys=True, separators=(",", ":"))
 
 
-def _dumps(data: Any) -> str:
-    # default=str: an odd value in an inventory/event payload must not fail the whole group.
-    return json.dumps(data, separators=(",", ":"), default=str)
+# default=str: an odd value in an inventory/event payload must not fail the whole group. One
+# encoder for all: json.dumps with options builds a new one per call (every stored event).
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def _host(row: tuple[Any, ...]) -> Host:
