@@ -9,6 +9,7 @@ and permission paths are the ones the agent really takes.
 
 from __future__ import annotations
 
+import calendar
 import gzip
 import json
 import os
@@ -24,7 +25,13 @@ import pytest
 
 from warden.agent.probes import HostPaths, registered
 from warden.agent.probes._packages_apk import parse_apk_installed, parse_apk_version
-from warden.agent.probes._packages_common import BackendContext, ToolError, run_command
+from warden.agent.probes._packages_common import (
+    BackendContext,
+    InstalledPackage,
+    PendingUpdate,
+    ToolError,
+    run_command,
+)
 from warden.agent.probes._packages_dpkg import (
     last_upgrade_time,
     newest_kernel,
@@ -32,8 +39,9 @@ from warden.agent.probes._packages_dpkg import (
     parse_dpkg_status,
 )
 from warden.agent.probes._packages_macos import last_apple_install, parse_pkgutil, parse_softwareupdate
-from warden.agent.probes._packages_pacman import last_upgrade_from_log, parse_desc, parse_qu
+from warden.agent.probes._packages_pacman import PacmanBackend, last_upgrade_from_log, parse_desc, parse_qu
 from warden.agent.probes._packages_rpm import (
+    RpmBackend,
     last_update_from_history,
     newest_rpm_kernel,
     parse_check_update,
@@ -575,18 +583,56 @@ def test_run_command_basics(tmp_path: Path) -> None:
 # --- rpm / dnf -----------------------------------------------------------------------------------
 
 
-def test_rpm_parsers_on_fixtures() -> None:
+def test_rpm_parsers_on_real_captures() -> None:
+    """rpm 4.18 and dnf 4.14 output (capture/capture.sh): packages named and versioned after
+    RHEL 9, two install-only kernels, i686 + x86_64 glibc, epoch, tilde and caret versions."""
     pkgs = parse_rpm_qa((FIX / "rpm_qa.txt").read_text())
-    assert ("openssl", "1:3.0.7-24.el9", "x86_64") in [(p.name, p.version, p.arch) for p in pkgs]
-    assert "gpg-pubkey" not in {p.name for p in pkgs}
+    triples = [(p.name, p.version, p.arch) for p in pkgs]
+    assert len(pkgs) == 14 and "gpg-pubkey" not in {p.name for p in pkgs}  # imported key skipped
+    assert ("openssl", "1:3.0.7-24.el9", "x86_64") in triples  # EPOCHNUM 1 kept
+    assert ("glibc", "2.34-83.el9", "i686") in triples and ("glibc", "2.34-83.el9", "x86_64") in triples
+    assert ("fonts-caret", "1.0^20240101git1a2b3c4-1.el9", "noarch") in triples
+    assert ("rust-tilde", "2.0-1.el9", "x86_64") in triples  # upgraded from 2.0~rc1 by dnf
     assert newest_rpm_kernel(pkgs) == "5.14.0-427.13.1.el9_4.x86_64"
+
     upd = parse_check_update((FIX / "dnf_check_update.txt").read_text())
-    assert [u[0] for u in upd] == ["kernel", "openssl", "bash", "python3-a-very-long-package-name-that-wraps"]
-    assert upd[1] == ("openssl", "x86_64", "1:3.0.7-27.el9", "baseos")
+    assert [(u[0], u[1]) for u in upd] == [
+        ("bash", "x86_64"),
+        ("glibc", "i686"),
+        ("glibc", "x86_64"),
+        ("kernel", "x86_64"),
+        ("kernel-core", "x86_64"),
+        ("openssl", "x86_64"),
+        ("python3-a-very-long-package-name-that-wraps", "noarch"),
+    ]  # the "Obsoleting Packages" section (modern-tool replacing legacy-tool) is not an update
+    assert upd[5] == ("openssl", "x86_64", "1:3.0.7-27.el9", "baseos")
+    assert upd[6] == ("python3-a-very-long-package-name-that-wraps", "noarch", "1.2.3-4.el9", "appstream")
+    # Without -q dnf starts with "Last metadata expiration check: …"; on a terminal it colours
+    # and wraps a long name (both real, the second de-coloured): the same list either way.
+    assert parse_check_update((FIX / "dnf_check_update_verbose.txt").read_text()) == upd
+    tty = (FIX / "dnf_check_update_tty70.txt").read_text()
+    assert "wraps.noarch\n      " in tty and parse_check_update(tty) == upd
+
     sec = parse_updateinfo_security((FIX / "dnf_updateinfo_list_security.txt").read_text())
-    assert sec == {"openssl": "RHSA-2024:4623", "kernel": "RHSA-2024:5101"}
+    # Important and Moderate alike; RHSA-2024:3138 is for the kernel already installed: not listed.
+    assert sec == {
+        "glibc": "RHSA-2024:2722",
+        "kernel": "RHSA-2024:5101",
+        "kernel-core": "RHSA-2024:5101",
+        "openssl": "RHSA-2024:4623",
+    }
+
+    # Four transactions within one minute (the newest is "I, U").
     hist = last_update_from_history((FIX / "dnf_history_list.txt").read_text())
-    assert hist == int(time.mktime(time.strptime("2018-04-20 22:38", "%Y-%m-%d %H:%M")))  # "I, U"
+    assert hist == int(time.mktime(time.strptime("2026-11-22 15:40", "%Y-%m-%d %H:%M")))
+    # CentOS 7 `yum history` (public): the newest transaction only installed, "I, U" before it.
+    hist = last_update_from_history((FIX / "centos7_yum_history_list.txt").read_text())
+    assert hist == int(time.mktime(time.strptime("2018-04-20 22:38", "%Y-%m-%d %H:%M")))
+    # Written by us: dnf flags an aborted transaction with '*' in "Altered" (none captured).
+    aborted = "     5 | upgrade                  | 2026-11-23 10:00 | Upgrade        |    3 **\n"
+    assert last_update_from_history(aborted) == 0
+
+    # Written by us in needs-restarting's format: it cannot run inside a temporary root.
     text = (
         "Core libraries or services have been updated since boot-up:\n"
         "  * kernel\n  * systemd\n\nReboot is required to fully utilize these updates.\n"
@@ -597,8 +643,7 @@ def test_rpm_parsers_on_fixtures() -> None:
         parse_rpm_qa("garbage without tabs\nmore garbage\n")
 
 
-def test_rpm_backend_end_to_end_with_fake_tools(tmp_path: Path, bindir: Path) -> None:
-    fake_tool(bindir, "rpm", f"cat {FIX / 'rpm_qa.txt'}")
+def fake_dnf(bindir: Path) -> None:
     fake_tool(
         bindir,
         "dnf",
@@ -609,20 +654,31 @@ def test_rpm_backend_end_to_end_with_fake_tools(tmp_path: Path, bindir: Path) ->
   *) exit 1 ;;
 esac""",
     )
+
+
+def test_rpm_backend_end_to_end_with_fake_tools(tmp_path: Path, bindir: Path) -> None:
+    fake_tool(bindir, "rpm", f"cat {FIX / 'rpm_qa.txt'}")
+    fake_dnf(bindir)
     probe = PackagesProbe(
         PackagesOptions(manager="rpm"), HostPaths(), uname=uname("5.14.0-362.8.1.el9_3.x86_64")
     )
     out = probe.collect()
     m = metrics(out)
-    assert m["packages_installed"] == 7 and m["updates_pending"] == 4 and m["updates_security_pending"] == 2
+    assert m["packages_installed"] == 14 and m["updates_pending"] == 7 and m["updates_security_pending"] == 5
     assert m["kernel_update_pending_reboot"] == 1
     up = section(out, "updates")
-    openssl = next(p for p in up.pending if p.name == "openssl")
-    assert (openssl.current_version, openssl.new_version, openssl.origin) == (
+    pending = {(p.name, p.arch): p for p in up.pending}
+    openssl = pending["openssl", "x86_64"]
+    assert (openssl.current_version, openssl.new_version, openssl.origin, openssl.security) == (
         "1:3.0.7-24.el9",
         "1:3.0.7-27.el9",
         "RHSA-2024:4623",
+        True,
     )
+    glibc32 = pending["glibc", "i686"]
+    assert (glibc32.current_version, glibc32.origin) == ("2.34-83.el9", "RHSA-2024:2722")
+    bash = pending["bash", "x86_64"]  # a bugfix advisory: not security, origin is the repository
+    assert (bash.security, bash.origin) == (False, "baseos")
     assert up.newest_kernel == "5.14.0-427.13.1.el9_4.x86_64" and up.last_update_unix > 0
     # exit 0 from check-update: nothing pending
     fake_tool(bindir, "dnf", "exit 0")
@@ -630,11 +686,40 @@ esac""",
     assert metrics(out)["updates_pending"] == 0
 
 
+def test_rpm_current_version_is_the_newest_installed_kernel(tmp_path: Path, bindir: Path) -> None:
+    """Regression: with two kernels installed, the pending kernel's current version was
+    whichever rpm -qa listed last (database order), here the older one."""
+    lines = (FIX / "rpm_qa.txt").read_text().splitlines()
+    (tmp_path / "reversed.txt").write_text("\n".join(reversed(lines)) + "\n")
+    fake_tool(bindir, "rpm", f"cat {tmp_path / 'reversed.txt'}")
+    fake_dnf(bindir)
+    out = PackagesProbe(PackagesOptions(manager="rpm"), HostPaths(), uname=uname()).collect()
+    kernels = [p for p in section(out, "updates").pending if p.name in ("kernel", "kernel-core")]
+    assert len(kernels) == 2
+    assert {p.current_version for p in kernels} == {"5.14.0-427.13.1.el9_4"}
+    assert {p.new_version for p in kernels} == {"5.14.0-427.24.1.el9_4"}
+
+
+def test_dnf_never_skips_a_repository_without_cache(tmp_path: Path, bindir: Path) -> None:
+    """Regression: with skip_if_unavailable=True (Debian's dnf.conf, some hosts') `dnf -q -C
+    check-update` skips a never-cached repository silently and exits 0 (capture.sh shows it):
+    a false "nothing pending". The probe overrides it, so dnf fails instead."""
+    fake_tool(bindir, "rpm", f"cat {FIX / 'rpm_qa.txt'}")
+    fake_tool(bindir, "dnf", f'echo "$@" >> {tmp_path / "argv"}; exit 0')
+    PackagesProbe(PackagesOptions(manager="rpm"), HostPaths(), uname=uname()).collect()
+    calls = (tmp_path / "argv").read_text().splitlines()
+    check = next(c.split() for c in calls if "check-update" in c)
+    assert check[:3] == ["-q", "-C", "--setopt=skip_if_unavailable=False"]
+
+
 def test_dnf_error_exit_is_an_updates_error(tmp_path: Path, bindir: Path) -> None:
     fake_tool(bindir, "rpm", f"cat {FIX / 'rpm_qa.txt'}")
-    fake_tool(bindir, "dnf", "echo \"Error: Cache-only enabled but no cache for 'baseos'\" >&2; exit 1")
+    # dnf's real message (and exit code 1) for `-C` on a host whose cache was never built.
+    fake_tool(bindir, "dnf", f"cat {FIX / 'dnf_check_update_no_cache.stderr'} >&2; exit 1")
     out = PackagesProbe(PackagesOptions(manager="rpm"), HostPaths(), uname=uname()).collect()
-    assert "no cache for 'baseos'" in section(out, "updates").error
+    assert section(out, "updates").error == (
+        "dnf: exit code 1: Error: Cache-only enabled but no cache for 'baseos'"
+    )
     assert events(out)[0].kind == "packages.updates_unavailable"
 
 
@@ -676,33 +761,218 @@ def test_apk_parsers_and_backend(tmp_path: Path, bindir: Path) -> None:
 # --- pacman --------------------------------------------------------------------------------------
 
 
-def test_pacman_parsers_and_backend(tmp_path: Path, bindir: Path) -> None:
-    desc = (FIX / "pacman_local_desc").read_text()
-    assert parse_desc(desc) == parse_desc(desc) and parse_desc(desc).name == "foo"
-    assert (parse_desc(desc).version, parse_desc(desc).arch) == ("1.0.0-1", "x86_64")
-    assert parse_desc("%NAME%\nfoo\n") is None  # truncated: no version
-    assert parse_qu((FIX / "pacman_checkupdates.txt").read_text())[0] == (
-        "linux",
-        "6.9.3.arch1-1",
-        "6.9.5.arch1-1",
-    )
-    assert parse_qu("foo 1.0-1 -> 1.1-1 [ignored]\n") == []
-    # The 06-01 upgrade failed; the 05-30 transaction only installed: 05-28 is the last upgrade.
-    assert last_upgrade_from_log((FIX / "pacman.log").read_text()) == 1716879682
+# pacman 6.0.2 output (capture/capture.sh): the real pacman.log has the time of the upgrade of
+# tzdata (2024a-1 -> 2024b-1), the last transaction that upgraded; vim was installed after it.
+PACMAN_LAST_UPGRADE = calendar.timegm((2026, 11, 22, 15, 41, 7, 0, 0, 0))
 
+
+def test_pacman_parsers_on_real_captures() -> None:
+    desc = parse_desc((FIX / "pacman_local_desc").read_text())
+    assert (desc.name, desc.version, desc.arch) == ("openssl", "3.3.0-1", "x86_64")
+    desc = parse_desc((FIX / "pacman_local_desc_epoch").read_text())
+    assert (desc.name, desc.version, desc.arch) == ("zlib", "1:1.3.1-1", "x86_64")
+    assert parse_desc("%NAME%\nfoo\n") is None  # truncated: no version
+    assert parse_qu((FIX / "pacman_qu.txt").read_text()) == [
+        ("linux", "6.9.3.arch1-1", "6.9.5.arch1-1"),
+        ("openssl", "3.3.0-1", "3.3.1-1"),
+        ("zlib", "1:1.3.1-1", "1:1.3.1-2"),
+    ]  # "glibc 2.39-1 -> 2.39-4 [ignored]" (IgnorePkg) is not pending
+    # After a full upgrade only the ignored line is left, and pacman exits 0 for it.
+    assert (FIX / "pacman_qu_only_ignored.txt").read_text().strip().endswith("[ignored]")
+    assert parse_qu((FIX / "pacman_qu_only_ignored.txt").read_text()) == []
+
+    log = (FIX / "pacman.log").read_text()
+    # A transaction refused for a file conflict leaves only its "Running" line.
+    assert "Running 'pacman --config" in log and "transaction failed" not in log
+    assert last_upgrade_from_log(log) == PACMAN_LAST_UPGRADE
+    # Written by us: a transaction that failed after it started (not reproduced here) does not count.
+    failed = (
+        "[2026-11-23T08:00:00+0000] [ALPM] transaction started\n"
+        "[2026-11-23T08:00:01+0000] [ALPM] upgraded linux (6.9.3.arch1-1 -> 6.9.5.arch1-1)\n"
+        "[2026-11-23T08:00:02+0000] [ALPM] transaction failed\n"
+    )
+    assert last_upgrade_from_log(log + failed) == PACMAN_LAST_UPGRADE
+    # pacman < 5.2 wrote local time without seconds.
+    old = "[2019-01-01 10:00] [ALPM] transaction started\n[2019-01-01 10:00] [ALPM] upgraded a (1-1 -> 1-2)\n"
+    old += "[2019-01-01 10:00] [ALPM] transaction completed\n"
+    assert last_upgrade_from_log(old) == int(time.mktime(time.strptime("2019-01-01 10:00", "%Y-%m-%d %H:%M")))
+
+
+def pacman_rootfs(tmp_path: Path) -> Path:
     root = tmp_path / "arch"
-    for name in ("foo-1.0.0-1", "broken-entry"):
-        (root / "var/lib/pacman/local" / name).mkdir(parents=True)
-    (root / "var/lib/pacman/local/foo-1.0.0-1/desc").write_text(desc)
+    local = root / "var/lib/pacman/local"
+    for name, fixture in (
+        ("openssl-3.3.0-1", "pacman_local_desc"),
+        ("zlib-1:1.3.1-1", "pacman_local_desc_epoch"),
+    ):
+        (local / name).mkdir(parents=True)
+        (local / name / "desc").write_text((FIX / fixture).read_text())
+    (local / "broken-entry").mkdir()  # no desc: skipped
     (root / "var/log").mkdir(parents=True)
     (root / "var/log/pacman.log").write_text((FIX / "pacman.log").read_text())
-    fake_tool(bindir, "checkupdates", f"cat {FIX / 'pacman_checkupdates.txt'}")
+    return root
+
+
+def test_pacman_backend_on_a_rootfs_asks_pacman_about_that_root(tmp_path: Path, bindir: Path) -> None:
+    """Regression: for a rootfs other than / the probe ran `checkupdates` (or a bare `pacman
+    -Qu`), which look at the agent's own container, not at the host under the rootfs."""
+    root = pacman_rootfs(tmp_path)
+    fake_tool(bindir, "checkupdates", "echo 'container-only 1-1 -> 2-1'")
+    fake_tool(bindir, "pacman", f'echo "$@" > {tmp_path / "argv"}; cat {FIX / "pacman_qu.txt"}')
     out = PackagesProbe(PackagesOptions(), HostPaths(rootfs=root), uname=uname("6.9.3-arch1-1")).collect()
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv == [
+        "--config",
+        str(root / "etc/pacman.conf"),
+        "--root",
+        str(root),
+        "--dbpath",
+        str(root / "var/lib/pacman"),
+        "-Qu",
+    ]
     m = metrics(out)
-    assert m["packages_installed"] == 1 and m["updates_pending"] == 3
-    assert m["updates_last_success_timestamp_seconds"] == 1716879682
-    fake_tool(bindir, "checkupdates", "exit 2")  # checkupdates: 2 means nothing pending
+    assert m["packages_installed"] == 2 and m["updates_pending"] == 3 and m["updates_security_pending"] == 0
+    assert m["updates_last_success_timestamp_seconds"] == PACMAN_LAST_UPGRADE
+    assert section(out, "packages").manager == "pacman"
+    zlib = next(p for p in section(out, "updates").pending if p.name == "zlib")
+    assert (zlib.current_version, zlib.new_version, zlib.arch) == ("1:1.3.1-1", "1:1.3.1-2", "x86_64")
+    # Exit 1 with no output: nothing pending; exit 0 with only an IgnorePkg line: nothing either.
+    fake_tool(bindir, "pacman", "exit 1")
     assert metrics(PackagesProbe(PackagesOptions(), HostPaths(rootfs=root)).collect())["updates_pending"] == 0
+    fake_tool(bindir, "pacman", f"cat {FIX / 'pacman_qu_only_ignored.txt'}")
+    assert metrics(PackagesProbe(PackagesOptions(), HostPaths(rootfs=root)).collect())["updates_pending"] == 0
+
+
+@pytest.mark.parametrize("stderr", ["pacman_qu_no_config.stderr", "pacman_qu_not_synced.stderr"])
+def test_pacman_exit_1_with_an_error_is_no_false_zero(tmp_path: Path, bindir: Path, stderr: str) -> None:
+    """Regression: `pacman -Qu` exits 1 both for "nothing pending" and when it cannot read its
+    configuration or has never synced (real messages); the second was reported as 0 pending."""
+    root = pacman_rootfs(tmp_path)
+    fake_tool(bindir, "pacman", f"cat {FIX / stderr} >&2; exit 1")
+    out = PackagesProbe(PackagesOptions(), HostPaths(rootfs=root)).collect()
+    assert "updates_pending" not in metrics(out)
+    error = section(out, "updates").error
+    assert error.startswith("pacman: exit code 1: ") and (FIX / stderr).read_text().strip() in error
+    assert events(out)[0].kind == "packages.updates_unavailable"
+
+
+def test_pacman_backend_on_the_host_prefers_checkupdates(bindir: Path) -> None:
+    fake_tool(bindir, "checkupdates", f"grep -v ignored {FIX / 'pacman_qu.txt'}")  # it drops [ignored]
+    fake_tool(bindir, "pacman", "exit 3")
+    backend = PacmanBackend(ctx(Path("/")))
+    info = backend.updates([InstalledPackage("linux", "6.9.3.arch1-1", "x86_64")])
+    assert [(p.name, p.arch) for p in info.pending] == [("linux", "x86_64"), ("openssl", ""), ("zlib", "")]
+    fake_tool(bindir, "checkupdates", "exit 2")  # checkupdates: 2 means nothing pending
+    assert backend.updates([]).pending == [] and backend.updates([]).error == ""
+
+
+# --- the real tools, when this machine has them -------------------------------------------------
+# Debian packages them (rpm, dnf, createrepo-c, pacman-package-manager, libarchive-tools) and
+# scripts/test installs them; elsewhere these skip and the fixture tests above carry the coverage.
+# Installing into a temporary root needs root (rpm and pacman chroot for scriptlets).
+
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def missing(*tools: str) -> str:
+    absent = [t for t in tools if shutil.which(t) is None]
+    return f"needs {', '.join(absent)}" if absent else ("needs root" if not IS_ROOT else "")
+
+
+def pacman_package(out: Path, name: str, version: str) -> Path:
+    """A minimal package archive: .PKGINFO and one file, as makepkg would pack it."""
+    tree = out / f"{name}-{version}"
+    (tree / "usr/share/warden-test").mkdir(parents=True)
+    (tree / "usr/share/warden-test" / name).write_text(version + "\n")
+    (tree / ".PKGINFO").write_text(
+        f"pkgname = {name}\npkgbase = {name}\npkgver = {version}\npkgdesc = test\n"
+        "builddate = 1795000000\nsize = 8\narch = any\n"
+    )
+    archive = out / f"{name}-{version}-any.pkg.tar.gz"
+    subprocess.run(["bsdtar", "-czf", str(archive), "-C", str(tree), ".PKGINFO", "usr"], check=True)
+    return archive
+
+
+@pytest.mark.skipif(
+    bool(missing("pacman", "repo-add", "bsdtar")), reason=missing("pacman", "repo-add", "bsdtar")
+)
+def test_real_pacman_in_a_temporary_root(tmp_path: Path) -> None:
+    root, repo = tmp_path / "root", tmp_path / "repo"
+    (root / "etc").mkdir(parents=True)
+    (root / "var/lib/pacman").mkdir(parents=True)
+    (root / "var/cache/pacman/pkg").mkdir(parents=True)
+    (root / "var/log").mkdir(parents=True)  # pacman writes no log without the directory
+    repo.mkdir()
+    (root / "etc/pacman.conf").write_text(
+        f"[options]\nArchitecture = x86_64\nCacheDir = {root}/var/cache/pacman/pkg/\n"
+        f"HookDir = {tmp_path}/hooks/\nSigLevel = Never\nLocalFileSigLevel = Never\n\n[core]\nServer = file://{repo}\n"
+    )
+    pacman = ["pacman", "--config", str(root / "etc/pacman.conf"), "--root", str(root)]
+    pacman += ["--dbpath", str(root / "var/lib/pacman"), "--noconfirm"]
+    old = pacman_package(tmp_path, "demo", "1.0-1")
+    subprocess.run([*pacman, "-U", str(old)], check=True, capture_output=True)
+    backend = PacmanBackend(ctx(root))
+    assert backend.installed() == [InstalledPackage("demo", "1.0-1", "any")]
+    unsynced = backend.updates(backend.installed())  # no sync database yet: unknown, not 0
+    assert "does not exist" in unsynced.error and unsynced.pending == []
+
+    new = pacman_package(repo, "demo", "1:1.1-1")  # the sync repository serves it from beside its db
+    subprocess.run(
+        ["repo-add", "-q", str(repo / "core.db.tar.gz"), str(new)], check=True, capture_output=True
+    )
+    subprocess.run([*pacman, "-Sy"], check=True, capture_output=True)
+    info = backend.updates(backend.installed())
+    assert info.error == "" and info.pending == [PendingUpdate("demo", "1.0-1", "1:1.1-1", "any")]
+    subprocess.run([*pacman, "-Su"], check=True, capture_output=True)
+    info = backend.updates(backend.installed())  # exit 1, nothing printed
+    assert info.error == "" and info.pending == []
+    assert info.last_update_unix >= int(time.time()) - 600  # from the pacman.log it just wrote
+
+
+RPM_TOOLS = ("rpm", "rpmbuild", "createrepo_c", "dnf")
+
+
+@pytest.mark.skipif(bool(missing(*RPM_TOOLS)), reason=missing(*RPM_TOOLS))
+def test_real_rpm_and_dnf_in_a_temporary_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home, root, repo = tmp_path / "home", tmp_path / "root", tmp_path / "repo"
+    home.mkdir()
+    # Debian's rpm keeps its database in ~/.rpmdb; a RHEL host's is /var/lib/rpm under the root.
+    (home / ".rpmmacros").write_text(f"%_topdir {tmp_path}/rpmbuild\n%_dbpath /var/lib/rpm\n")
+    monkeypatch.setenv("HOME", str(home))
+    spec = FIX / "capture/rpm/fixture.spec"
+    for release in ("1.el9", "2.el9"):
+        defines = ["--define", "fx_name demo", "--define", "fx_epoch 1", "--define", "fx_version 1.0"]
+        defines += ["--define", "fx_provides system-release(releasever) = 9"]  # dnf needs a release
+        defines += ["--define", f"fx_release {release}"]
+        subprocess.run(
+            ["rpmbuild", "-bb", "--quiet", *defines, "--target", "x86_64", str(spec)],
+            check=True,
+            capture_output=True,
+        )
+    rpms = tmp_path / "rpmbuild/RPMS/x86_64"
+    subprocess.run(
+        ["rpm", "--root", str(root), "-i", str(rpms / "demo-1.0-1.el9.x86_64.rpm")],
+        check=True,
+        capture_output=True,
+    )
+    repo.mkdir()
+    shutil.copy(rpms / "demo-1.0-2.el9.x86_64.rpm", repo)
+    subprocess.run(["createrepo_c", "--quiet", str(repo)], check=True)
+    (root / "etc/yum.repos.d").mkdir(parents=True)
+    (root / "etc/yum.repos.d/test.repo").write_text(f"[test]\nname=test\nbaseurl=file://{repo}\ngpgcheck=0\n")
+    backend = RpmBackend(ctx(root))
+    assert backend.installed() == [InstalledPackage("demo", "1:1.0-1.el9", "x86_64")]
+    no_cache = backend.updates(backend.installed())  # dnf -C before any makecache
+    assert no_cache.error == "dnf: exit code 1: Error: Cache-only enabled but no cache for 'test'"
+
+    subprocess.run(
+        ["dnf", "-q", "--installroot", str(root), "--releasever", "9", "makecache"],
+        check=True,
+        capture_output=True,
+    )
+    info = backend.updates(backend.installed())
+    assert info.error == ""
+    assert info.pending == [PendingUpdate("demo", "1:1.0-1.el9", "1:1.0-2.el9", "x86_64", False, "test")]
 
 
 # --- Windows -------------------------------------------------------------------------------------

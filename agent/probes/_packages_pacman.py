@@ -3,6 +3,16 @@ pending updates from `checkupdates` (pacman-contrib, which syncs a private copy 
 databases and never touches the host's) or else `pacman -Qu` (the host's last synced
 databases), the last upgrade from pacman.log, the kernel from the module trees.
 
+With a rootfs other than `/` only `pacman -Qu` can look at the host: it gets the host's
+configuration (IgnorePkg), root and database (`--config <rootfs>/etc/pacman.conf --root
+<rootfs> --dbpath <rootfs>/var/lib/pacman`); checkupdates has no such option and would report
+on the agent's own container.
+
+`pacman -Qu` exits 1 when it prints nothing and 0 when it prints a line, an IgnorePkg line
+(`glibc 2.39-1 -> 2.39-4 [ignored]`, not pending) included; but it also exits 1 when it cannot
+read its configuration or has no synced database: those say so on stderr and are errors, not
+"nothing pending". `checkupdates` exits 2 for none.
+
 Arch publishes no security flag in its databases: no pending update is marked security.
 """
 
@@ -14,6 +24,7 @@ import re
 import shutil
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from warden.agent.probes._packages_common import (
     BackendContext,
@@ -25,9 +36,11 @@ from warden.agent.probes._packages_common import (
     read_text_bounded,
 )
 
-__all__ = ["PacmanBackend", "last_upgrade_from_log", "parse_desc", "parse_qu"]
+__all__ = ["PacmanBackend", "check_qu_failure", "last_upgrade_from_log", "parse_desc", "parse_qu"]
 
+DB_PATH = "var/lib/pacman"
 LOCAL_DB = "var/lib/pacman/local"
+PACMAN_CONF = "etc/pacman.conf"
 PACMAN_LOG = "var/log/pacman.log"
 MAX_DESC_BYTES = 1024 * 1024
 MAX_LOG_BYTES = 64 * 1024 * 1024
@@ -40,6 +53,10 @@ class PacmanBackend:
 
     def __init__(self, ctx: BackendContext) -> None:
         self.ctx = ctx
+        self._root: list[str] = []
+        if ctx.rootfs != Path("/"):
+            conf, db = ctx.host(PACMAN_CONF), ctx.host(DB_PATH)
+            self._root = ["--config", str(conf), "--root", str(ctx.rootfs), "--dbpath", str(db)]
 
     def installed(self) -> list[InstalledPackage]:
         db = self.ctx.host(LOCAL_DB)
@@ -65,10 +82,12 @@ class PacmanBackend:
         info = UpdatesInfo(running_kernel=self.ctx.running_kernel)
         if self.ctx.check_updates:
             try:
-                if shutil.which("checkupdates"):
+                if not self._root and shutil.which("checkupdates"):
                     res = self.ctx.run(["checkupdates"], ok_codes=(0, 2))  # 2: none pending
                 else:
-                    res = self.ctx.run(["pacman", "-Qu"], ok_codes=(0, 1))  # 1: none pending
+                    res = self.ctx.run(["pacman", *self._root, "-Qu"], ok_codes=(0, 1))
+                    if res.returncode == 1:
+                        check_qu_failure(res.stderr)
                 arch = {p.name: p.arch for p in installed}
                 info.pending = [
                     PendingUpdate(name, cur, new, arch.get(name, ""))
@@ -95,6 +114,18 @@ def parse_desc(text: str) -> InstalledPackage | None:
             fields.setdefault(key, line.strip())
     name, version = fields.get("%NAME%"), fields.get("%VERSION%")
     return InstalledPackage(name, version, fields.get("%ARCH%", "")) if name and version else None
+
+
+def check_qu_failure(stderr: str) -> None:
+    """Raise ToolError when `pacman -Qu`'s exit code 1 is a failure, not "nothing pending":
+    `error: config file … could not be read`, `error: failed to initialize alpm library`, or
+    `warning: database file for 'core' does not exist` (never synced: pending unknown)."""
+    for line in stderr.splitlines():
+        line = line.strip()
+        if line.startswith("error:") or (
+            line.startswith("warning: database file") and "does not exist" in line
+        ):
+            raise ToolError("failed", f"pacman: exit code 1: {line}")
 
 
 def parse_qu(text: str) -> list[tuple[str, str, str]]:

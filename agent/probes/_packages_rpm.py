@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 
 from warden.agent.probes._packages_common import (
@@ -35,6 +35,10 @@ __all__ = [
     "parse_updateinfo_security",
 ]
 
+# Cache only, quiet, and a repository without a cache is an error, not skipped: with
+# skip_if_unavailable=True (Debian's dnf.conf, some hosts') `dnf -q -C check-update` says
+# nothing about a never-cached repository and exits 0, a false "nothing pending".
+DNF_CACHE_ONLY = ("-q", "-C", "--setopt=skip_if_unavailable=False")
 QUERYFORMAT = "%{NAME}\\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\\t%{ARCH}\\n"
 _KERNEL_NAMES = ("kernel", "kernel-core", "kernel-default", "kernel-uek", "kernel-uek-core")
 _ARCHES = r"(?:x86_64|noarch|i[3-6]86|aarch64|ppc64le|ppc64|s390x|armv7hl|armhfp|src)"
@@ -88,14 +92,14 @@ class RpmBackend:
         return info
 
     def _pending(self, dnf: str, installed: Sequence[InstalledPackage]) -> list[PendingUpdate]:
-        res = self.ctx.run([dnf, "-q", "-C", *self._installroot, "check-update"], ok_codes=(0, 100))
+        res = self.ctx.run([dnf, *DNF_CACHE_ONLY, *self._installroot, "check-update"], ok_codes=(0, 100))
         if res.returncode == 0:
             return []
         available = parse_check_update(res.stdout)
-        sec = self.ctx.run([dnf, "-q", "-C", *self._installroot, "updateinfo", "list", "--security"])
+        sec = self.ctx.run([dnf, *DNF_CACHE_ONLY, *self._installroot, "updateinfo", "list", "--security"])
         advisories = parse_updateinfo_security(sec.stdout)
-        current = {(p.name, p.arch): p.version for p in installed}
-        by_name = {p.name: p.version for p in installed}
+        current = _newest_installed(installed, lambda p: (p.name, p.arch))
+        by_name = _newest_installed(installed, lambda p: p.name)
         return [
             PendingUpdate(
                 name=name,
@@ -107,6 +111,19 @@ class RpmBackend:
             )
             for name, arch, version, repo in available
         ]
+
+
+def _newest_installed(
+    installed: Sequence[InstalledPackage], key: Callable[[InstalledPackage], Hashable]
+) -> dict[Hashable, str]:
+    """The newest installed version per key: install-only packages (kernels) are installed in
+    several versions at once, listed in the rpm database's order, not by version."""
+    out: dict[Hashable, str] = {}
+    for p in installed:
+        k = key(p)
+        if k not in out or compare_versions(p.version, out[k], "rpm") > 0:
+            out[k] = p.version
+    return out
 
 
 def parse_rpm_qa(text: str) -> list[InstalledPackage]:
