@@ -737,11 +737,15 @@ def test_apk_parsers_and_backend(tmp_path: Path, bindir: Path) -> None:
     assert parse_apk_installed(text[: text.index("P:musl-utils")])[-1].name == "musl"  # truncated
     with pytest.raises(ToolError):
         parse_apk_installed("garbage\nmore\n")
-    assert parse_apk_version((FIX / "alpine_apk_version_l.txt").read_text())[0] == (
-        "libssl3",
-        "3.1.2-r0",
-        "3.1.4-r5",
-    )
+    # A public capture (alpine:3.18 pointed at the v3.21 repositories): the header is skipped,
+    # names with hyphens, underscores and a date version are split from their versions.
+    pending = parse_apk_version((FIX / "alpine_apk_version_l.txt").read_text())
+    assert len(pending) == 14
+    assert pending[0] == ("alpine-baselayout", "3.4.3-r1", "3.6.8-r1")
+    assert pending[1] == ("alpine-baselayout-data", "3.4.3-r1", "3.6.8-r1")
+    assert ("ca-certificates-bundle", "20241121-r1", "20250911-r0") in pending
+    assert ("ssl_client", "1.36.1-r7", "1.37.0-r14") in pending
+    assert pending[-1] == ("zlib", "1.2.13-r1", "1.3.1-r2")
 
     root = tmp_path / "alpine"
     (root / "lib/apk/db").mkdir(parents=True)
@@ -752,10 +756,26 @@ def test_apk_parsers_and_backend(tmp_path: Path, bindir: Path) -> None:
     fake_tool(bindir, "apk", f"cat {FIX / 'alpine_apk_version_l.txt'}")
     out = PackagesProbe(PackagesOptions(), HostPaths(rootfs=root), uname=uname("6.1.50-0-lts")).collect()
     m = metrics(out)
-    assert m["packages_installed"] == 8 and m["updates_pending"] == 4 and m["updates_security_pending"] == 0
+    # The installed db and the version capture come from two different Alpine 3.18 systems.
+    assert m["packages_installed"] == 8 and m["updates_pending"] == 14 and m["updates_security_pending"] == 0
     assert m["kernel_update_pending_reboot"] == 1
     assert section(out, "updates").newest_kernel == "6.6.31-0-lts"
     assert section(out, "packages").manager == "apk"
+
+
+def test_apk_version_line_with_a_repository_tag() -> None:
+    # No public capture shows it: the line is built after apk-tools' own format
+    # (src/app_version.c: `PKG_VER_FMT "%*s %s " BLOB_FMT " " BLOB_FMT`, the last field the
+    # repository tag, `@edge` for `@edge https://...` in /etc/apk/repositories, empty otherwise).
+    text = (
+        "Installed:                                Available:\n"
+        "busybox-1.36.1-r7                       < 1.37.0-r14 \n"
+        "zlib-1.2.13-r1                          < 1.3.1-r2 @edge\n"
+    )
+    assert parse_apk_version(text) == [
+        ("busybox", "1.36.1-r7", "1.37.0-r14"),
+        ("zlib", "1.2.13-r1", "1.3.1-r2"),
+    ]
 
 
 # --- pacman --------------------------------------------------------------------------------------
@@ -986,6 +1006,7 @@ def test_windows_parsers_on_fixtures() -> None:
     assert json_date("2019-09-10T00:00:00+02:00") == 1568066400
     assert json_date("garbage") == 0 and json_date(None) == 0
 
+    # windows_report.json is documented (written by us; no public capture of such a report).
     report = parse_report((FIX / "windows_report.json").read_text())
     assert [p.name for p in parse_hotfixes(report["hotfixes"])] == ["KB4512578", "KB4514366"]
     assert last_success_from_history(report["history"]) == 1568109600  # the failed one is newer
@@ -1012,6 +1033,10 @@ def test_windows_backend_with_a_fake_powershell(tmp_path: Path, bindir: Path) ->
 # --- macOS ---------------------------------------------------------------------------------------
 
 
+# install_date of "MAContent10_AssetPack_0048_AlchemyPadsDigitalHolyGhost" in the public capture.
+MACOS_LAST_APPLE = calendar.timegm((2025, 1, 26, 1, 16, 31, 0, 0, 0))
+
+
 def test_macos_parsers_on_fixtures() -> None:
     cat = parse_softwareupdate((FIX / "macos_softwareupdate_catalina.txt").read_text())
     assert [(p.name, p.new_version, p.origin) for p in cat] == [
@@ -1027,6 +1052,7 @@ def test_macos_parsers_on_fixtures() -> None:
         ("BridgeOSUpdateCustomer", "10.14.4.1.1.1555388607"),
         ("iCal-1.0.2", "1.0.2"),
     ]
+    # Its "Security Update 2021-002" entry is documented (written by us in the Catalina format).
     sec = parse_softwareupdate((FIX / "macos_softwareupdate_security.txt").read_text())
     assert [p.name for p in sec if p.security] == ["Security Update 2021-002 Catalina-10.15.7"]
     assert len(sec) == 4
@@ -1036,10 +1062,21 @@ def test_macos_parsers_on_fixtures() -> None:
         )
         == []
     )
-    assert last_apple_install((FIX / "macos_install_history.json").read_text()) == 1685607302
+    tahoe = parse_softwareupdate((FIX / "macos_softwareupdate_tahoe.txt").read_text())
+    assert [(p.name, p.new_version, p.security, p.origin) for p in tahoe] == [
+        ("Command Line Tools for Xcode 26.2-26.2", "26.2", False, ""),
+        ("macOS Tahoe 26.2-25C56", "26.2", False, "restart"),
+    ]  # a real macOS 26 list: sizes in KiB, no "Action:" for an update without restart
+    # The newest Apple item is the asset pack (listed first), not "macOS 15.2" below it nor
+    # the newer package_source_other item.
+    assert last_apple_install((FIX / "macos_install_history.json").read_text()) == MACOS_LAST_APPLE
     with pytest.raises(ToolError):
         last_apple_install("{truncated")
-    assert len(parse_pkgutil((FIX / "macos_pkgutil_pkgs.txt").read_text())) == 4
+    pkgs = parse_pkgutil((FIX / "macos_pkgutil_pkgs.txt").read_text())
+    assert len(pkgs) == 132 and all(p.version == "" for p in pkgs)
+    names = [p.name for p in pkgs]
+    assert names == sorted(names) and "com.apple.pkg.MobileAssets" in names
+    assert "org.golang.go" in names and "com.microsoft.package.Microsoft_PowerPoint.appv" in names
 
 
 def test_macos_backend_with_fake_tools(tmp_path: Path, bindir: Path) -> None:
@@ -1048,8 +1085,8 @@ def test_macos_backend_with_fake_tools(tmp_path: Path, bindir: Path) -> None:
     fake_tool(bindir, "system_profiler", f"cat {FIX / 'macos_install_history.json'}")
     out = PackagesProbe(PackagesOptions(manager="macos"), HostPaths()).collect()
     m = metrics(out)
-    assert m["packages_installed"] == 4 and m["updates_pending"] == 4 and m["updates_security_pending"] == 1
-    assert m["updates_last_success_timestamp_seconds"] == 1685607302
+    assert m["packages_installed"] == 132 and m["updates_pending"] == 4 and m["updates_security_pending"] == 1
+    assert m["updates_last_success_timestamp_seconds"] == MACOS_LAST_APPLE
 
 
 def test_custom_kernel_release_that_is_no_dpkg_version(tmp_path: Path, bindir: Path) -> None:

@@ -89,10 +89,17 @@ def parse_apk_installed(text: str) -> list[InstalledPackage]:
 
 
 def parse_apk_version(text: str) -> list[tuple[str, str, str]]:
-    """(name, installed, available) from `apk version -l '<'` lines `name-1.2-r0  < 1.3-r0`."""
+    """(name, installed, available) from `apk version -l '<'` lines `name-1.2-r0  < 1.3-r0`.
+
+    apk-tools prints each line as `name-version<pad> < available <tag>` (src/app_version.c):
+    the tag is empty for the untagged repositories and `@edge`-like when the newer version
+    comes from a tagged one (`/etc/apk/repositories` lines `@edge https://...`).
+    """
     out = []
     for line in text.splitlines():
         parts = line.split()
+        if len(parts) == 4 and parts[3].startswith("@"):
+            parts = parts[:3]  # the repository tag
         if len(parts) != 3 or parts[1] != "<":
             continue  # the "Installed: Available:" header, warnings
         m = _NAME_VERSION.match(parts[0])
