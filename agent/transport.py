@@ -24,6 +24,7 @@ from warden.agent import identity as ident
 from warden.agent.backoff import Backoff
 from warden.agent.config import TransportSection
 from warden.agent.spooler import AsyncSpool
+from warden.agent.wire import varint
 from warden.v1 import collector_pb2, records_pb2
 
 log = logging.getLogger(__name__)
@@ -286,15 +287,6 @@ async def _final_status(call: grpc.aio.StreamStreamCall) -> grpc.aio.AioRpcError
                                 await call.details())
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 # Batch field 3 (a length-delimited Record): tag and length by payload length, as met.
 _RECORD_HEADS: dict[int, bytes] = {}
 
@@ -302,7 +294,7 @@ _RECORD_HEADS: dict[int, bytes] = {}
 def _record_head(n: int) -> bytes:
     head = _RECORD_HEADS.get(n)
     if head is None:
-        head = b"\x1a" + _varint(n)
+        head = b"\x1a" + varint(n)
         if len(_RECORD_HEADS) < 4096:
             _RECORD_HEADS[n] = head
     return head
@@ -316,11 +308,11 @@ def encode_batch_request(rows: list[tuple[int, bytes]]) -> bytes:
     if None in heads:  # lengths not met before
         heads = list(map(_record_head, map(len, payloads)))
     parts: list[bytes] = [b""] * (4 + 2 * len(payloads))
-    parts[:4] = (b"\x08", _varint(rows[0][0]), b"\x10", _varint(rows[-1][0]))  # fields 1 and 2: varints
+    parts[:4] = (b"\x08", varint(rows[0][0]), b"\x10", varint(rows[-1][0]))  # fields 1 and 2: varints
     parts[4::2] = heads
     parts[5::2] = payloads
     body = b"".join(parts)
-    return b"\x12" + _varint(len(body)) + body  # ReportRequest field 2 (batch)
+    return b"\x12" + varint(len(body)) + body  # ReportRequest field 2 (batch)
 
 
 def _contiguous(rows: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:

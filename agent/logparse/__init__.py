@@ -38,6 +38,7 @@ from warden.agent.logparse.syslog import (
     split_program,
 )
 from warden.agent.logparse.timestamps import Clock, local_zone, zone_name
+from warden.agent.wire import VARINT1, varint
 from warden.v1 import records_pb2
 
 __all__ = ["MAX_FIELD_BYTES", "MAX_FIELDS", "MAX_RAW_BYTES", "LineParser", "ParseStats"]
@@ -341,7 +342,6 @@ def _header_fields(fields: Fields, hdr: Header) -> None:
 # Protobuf wire format of the records built here (records.proto): Record.event = 3; Event: kind = 1,
 # severity = 2, time_unix_nano = 3, fields = 4 (map entries: key = 1, value = 2), raw = 5, source = 6;
 # Value: string_value = 1, int_value = 2, double_value = 3, bool_value = 4.
-_VARINT1 = tuple(bytes((i,)) for i in range(128))
 _UINT64 = 1 << 64
 _PACK_DOUBLE = struct.Struct("<d").pack
 # Map entries kept ready per parser: (key, text) pairs seen often (service names, results, hosts,
@@ -350,26 +350,6 @@ _PACK_DOUBLE = struct.Struct("<d").pack
 _CACHED_TEXT_CHARS = 64
 _CACHE_ENTRIES = 1024
 _HEADER_ENTRIES = 1024  # (host, program, pid): a pid lasts a few lines
-
-
-def _varint(n: int) -> bytes:
-    """A non-negative int as a protobuf varint."""
-    if n < 0x80:
-        return _VARINT1[n]
-    if n < 0x4000:
-        return bytes((n & 0x7F | 0x80, n >> 7))
-    if n < 0x200000:
-        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14))
-    if 1 << 56 <= n < 1 << 63:  # times in ns (2^56 ns is 1972)
-        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80, n >> 21 & 0x7F | 0x80,
-                      n >> 28 & 0x7F | 0x80, n >> 35 & 0x7F | 0x80, n >> 42 & 0x7F | 0x80,
-                      n >> 49 & 0x7F | 0x80, n >> 56))
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 class _Encoder:
@@ -382,7 +362,7 @@ class _Encoder:
 
     def __init__(self, source: str) -> None:
         data = source.encode()
-        self._source = b"\x32" + _varint(len(data)) + data if data else b""
+        self._source = b"\x32" + varint(len(data)) + data if data else b""
         self._heads: dict[tuple[str, str], bytes] = {}  # (kind, severity) -> fields 1 and 2
         self._texts: dict[tuple[str, str], bytes] = {}  # (name, text) -> whole map entry
         self._ints: dict[tuple[str, int], bytes] = {}  # (name, int): pids, ports
@@ -400,7 +380,7 @@ class _Encoder:
         head = self._heads.get((kind, severity)) or self._head(kind, severity)
         if time_ns != self._time_ns:  # lines come in bursts within one second
             self._time_ns = time_ns
-            self._time = b"\x18" + _varint(time_ns if time_ns > 0 else time_ns + _UINT64) if time_ns else b""
+            self._time = b"\x18" + varint(time_ns if time_ns > 0 else time_ns + _UINT64) if time_ns else b""
         if len(fields) <= MAX_FIELDS:
             items: Any = fields.items()
             has_truncated = truncated and "truncated" in fields
@@ -420,12 +400,12 @@ class _Encoder:
         data = raw.encode() if raw_bytes is None else raw_bytes
         n = len(data)
         body = b"".join((head, self._time, *entries,
-                         (b"\x2a" + (_VARINT1[n] if n < 0x80 else _varint(n))) if n else b"", data,
+                         (b"\x2a" + (VARINT1[n] if n < 0x80 else varint(n))) if n else b"", data,
                          self._source))
         n = len(body)
         if n < 0x4000:
-            return (b"\x1a" + _VARINT1[n] if n < 0x80 else bytes((0x1a, n & 0x7F | 0x80, n >> 7))) + body
-        return b"\x1a" + _varint(n) + body
+            return (b"\x1a" + VARINT1[n] if n < 0x80 else bytes((0x1a, n & 0x7F | 0x80, n >> 7))) + body
+        return b"\x1a" + varint(n) + body
 
     def header(self, tz: str, host: str, program: str, pid: str | None) -> list[bytes]:
         """The map entries tz, host, program (both non-empty) and pid (digits, or None for
@@ -459,9 +439,9 @@ class _Encoder:
     def _head(self, kind: str, severity: str) -> bytes:
         sev = _SEVERITY[severity]  # KeyError for a severity that is not one: a parser bug
         data = kind.encode()
-        head = b"\x0a" + _varint(len(data)) + data if data else b""
+        head = b"\x0a" + varint(len(data)) + data if data else b""
         if sev:
-            head += b"\x10" + _varint(sev)
+            head += b"\x10" + varint(sev)
         if len(self._heads) >= _CACHE_ENTRIES:
             self._heads.clear()
         self._heads[(kind, severity)] = head
@@ -472,15 +452,15 @@ class _Encoder:
         """Map entry `key` -> serialized Value."""
         data = key.encode()
         n, k = len(data), len(value)
-        entry = (b"\x0a" + (_VARINT1[n] if n < 0x80 else _varint(n)) + data + b"\x12"
-                 + (_VARINT1[k] if k < 0x80 else _varint(k)) + value)
+        entry = (b"\x0a" + (VARINT1[n] if n < 0x80 else varint(n)) + data + b"\x12"
+                 + (VARINT1[k] if k < 0x80 else varint(k)) + value)
         n = len(entry)
-        return b"\x22" + (_VARINT1[n] if n < 0x80 else _varint(n)) + entry
+        return b"\x22" + (VARINT1[n] if n < 0x80 else varint(n)) + entry
 
     def _text(self, key: str, text: str) -> bytes:
         clipped = _clip(text, MAX_FIELD_BYTES) if len(text) > MAX_FIELD_BYTES // 4 else text
         data = clipped.encode()
-        entry = self._entry(key, b"\x0a" + _varint(len(data)) + data)
+        entry = self._entry(key, b"\x0a" + varint(len(data)) + data)
         if len(text) <= _CACHED_TEXT_CHARS:
             texts = self._texts
             if len(texts) >= _CACHE_ENTRIES:
@@ -497,10 +477,10 @@ class _Encoder:
 
     def _int(self, key: str, value: int) -> bytes:
         if -_INT64 <= value < _INT64:
-            entry = self._entry(key, b"\x10" + _varint(value if value >= 0 else value + _UINT64))
+            entry = self._entry(key, b"\x10" + varint(value if value >= 0 else value + _UINT64))
         else:  # beyond int64: as text
             data = str(value).encode()
-            entry = self._entry(key, b"\x0a" + _varint(len(data)) + data)
+            entry = self._entry(key, b"\x0a" + varint(len(data)) + data)
         ints = self._ints
         if len(ints) >= _CACHE_ENTRIES:
             ints.clear()

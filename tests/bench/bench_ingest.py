@@ -45,6 +45,7 @@ from typing import Any
 import grpc
 import psutil
 
+from warden.agent.wire import varint
 from warden.v1 import collector_pb2, records_pb2
 
 from ..harness import CollectorProc
@@ -66,15 +67,6 @@ CHANNEL_OPTIONS = [
 
 
 # --- records: serialized once, assembled per batch ----------------------------------------
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
 
 def host_series() -> list[tuple[str, dict[str, str], float]]:
     """What one host's system probe reports per scrape: 49 series with 2-3 labels each."""
@@ -116,8 +108,8 @@ def record_prefixes() -> list[bytes]:
     for name, labels, value in host_series():
         ms = records_pb2.MetricSample(name=name, labels=labels, value=value).SerializeToString()
         ms_len = len(ms) + 10  # + tag 0x20 + 9-byte varint
-        rec = b"\x0a" + _varint(ms_len) + ms  # Record.metric = 1
-        out.append(b"\x1a" + _varint(len(rec) + 10) + rec)  # Batch.records = 3
+        rec = b"\x0a" + varint(ms_len) + ms  # Record.metric = 1
+        out.append(b"\x1a" + varint(len(rec) + 10) + rec)  # Batch.records = 3
     return out
 
 
@@ -132,7 +124,7 @@ class RequestFactory:
     def _time_field(self, scrape: int) -> bytes:
         t = self._t0 + scrape * SCRAPE_STEP_NS
         assert 2**56 <= t < 2**63, "timestamp outside the 9-byte varint range"
-        return b"\x20" + _varint(t)
+        return b"\x20" + varint(t)
 
     def batch(self, first_seq: int, n: int) -> bytes:
         prefixes, per_scrape = self._prefixes, len(self._prefixes)
@@ -145,8 +137,8 @@ class RequestFactory:
             parts.append(sep.join(prefixes[i:stop]))  # each record followed by its timestamp
             parts.append(sep)
             j += stop - i
-        body = b"\x08" + _varint(first_seq) + b"\x10" + _varint(end) + b"".join(parts)
-        return b"\x12" + _varint(len(body)) + body  # ReportRequest.batch = 2
+        body = b"\x08" + varint(first_seq) + b"\x10" + varint(end) + b"".join(parts)
+        return b"\x12" + varint(len(body)) + body  # ReportRequest.batch = 2
 
 
 # --- load generator (runs in its own process) --------------------------------------------
